@@ -1,0 +1,23 @@
+# streamproc — PGXS build.  Sources are picked up by wildcard so a new file
+# under src/ needs no Makefile change (the pg_cron way).
+EXTENSION   = streamproc
+MODULE_big  = streamproc
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA        = $(sort $(wildcard streamproc--*.sql))
+PGFILEDESC  = "streamproc - stream processing with continuous views"
+
+# pg_regress: one file per feature under sql/, run on a temporary instance
+# preloaded with streamproc (make installcheck; see test/run).
+REGRESS      = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+TEST_OUTDIR ?= $(CURDIR)/test/output
+REGRESS_OPTS = --temp-config=$(srcdir)/test/streamproc.conf \
+               --temp-instance=$(TEST_OUTDIR)/tmp_instance \
+               --outputdir=$(TEST_OUTDIR) --load-extension=streamproc
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS   = -Wall -Werror
+SHLIB_LINK  = -lrdkafka
+
+PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
