@@ -1,0 +1,207 @@
+/*
+ * catalog.c — reading and writing the extension's catalog tables.
+ *
+ *   streamproc.stream_defs  one row per stream (event time, watermark)
+ *   streamproc.view_defs    one row per continuous view: its read view, its
+ *                           stream, its state table and its canonical query
+ *
+ * Both are dumped by pg_dump (pg_extension_config_dump).  Rows disappear
+ * with the objects they describe: through drop_view()/drop_stream(), or the
+ * extension's sql_drop event trigger for plain DROP commands.
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "catalog.h"
+
+void
+sp_check_extension(void)
+{
+	if (!OidIsValid(get_extension_oid("streamproc", true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"streamproc\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION streamproc.")));
+}
+
+Oid
+sp_catalog_schema(void)
+{
+	return get_namespace_oid("streamproc", false);
+}
+
+static void
+spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
+		 const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
+										   false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args failed (%d): %s", rc, sql);
+}
+
+int64
+sp_catalog_next_view_id(void)
+{
+	bool		isnull;
+	int64		id;
+
+	SPI_connect();
+	spi_exec("SELECT pg_catalog.nextval('streamproc.view_defs_id_seq')",
+			 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return id;
+}
+
+void
+sp_catalog_insert_stream(Oid relid, const char *event_time, Interval *delay,
+						 Interval *idle)
+{
+	Oid			types[4] = {OIDOID, TEXTOID, INTERVALOID, INTERVALOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = event_time ? CStringGetTextDatum(event_time) : (Datum) 0;
+	nulls[1] = event_time ? ' ' : 'n';
+	values[2] = IntervalPGetDatum(delay);
+	values[3] = idle ? IntervalPGetDatum(idle) : (Datum) 0;
+	nulls[3] = idle ? ' ' : 'n';
+	SPI_connect();
+	spi_exec("INSERT INTO streamproc.stream_defs (relid, event_time, watermark_delay, idle_timeout)"
+			 " VALUES ($1, $2, $3, $4)", 4, types, values, nulls, SPI_OK_INSERT);
+	SPI_finish();
+}
+
+void
+sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
+					   const char *query, const char *canonical,
+					   const char *emit, Interval *retention,
+					   const char *window_kind, const char *window_column,
+					   Interval *window_size, Interval *window_slide)
+{
+	Oid			types[12] = {INT8OID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID,
+	TEXTOID, INTERVALOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID};
+	Datum		values[12];
+	char		nulls[12];
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(id);
+	values[1] = ObjectIdGetDatum(relid);
+	values[2] = ObjectIdGetDatum(stream);
+	values[3] = ObjectIdGetDatum(state_relid);
+	values[4] = CStringGetTextDatum(query);
+	values[5] = CStringGetTextDatum(canonical);
+	values[6] = CStringGetTextDatum(emit);
+	values[7] = retention ? IntervalPGetDatum(retention) : (Datum) 0;
+	nulls[7] = retention ? ' ' : 'n';
+	values[8] = window_kind ? CStringGetTextDatum(window_kind) : (Datum) 0;
+	nulls[8] = window_kind ? ' ' : 'n';
+	values[9] = window_column ? CStringGetTextDatum(window_column) : (Datum) 0;
+	nulls[9] = window_column ? ' ' : 'n';
+	values[10] = window_size ? IntervalPGetDatum(window_size) : (Datum) 0;
+	nulls[10] = window_size ? ' ' : 'n';
+	values[11] = window_slide ? IntervalPGetDatum(window_slide) : (Datum) 0;
+	nulls[11] = window_slide ? ' ' : 'n';
+	SPI_connect();
+	spi_exec("INSERT INTO streamproc.view_defs (id, relid, stream, state_table, query, canonical_query,"
+			 " emit, retention, window_kind, window_column, window_size, window_slide)"
+			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+			 12, types, values, nulls, SPI_OK_INSERT);
+	SPI_finish();
+}
+
+/* Continuous views of a stream, oldest first, allocated in the caller's context. */
+List *
+sp_catalog_stream_views(Oid stream)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(stream)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *result = NIL;
+	uint64		i;
+
+	SPI_connect();
+	spi_exec("SELECT id, relid::oid, state_table::oid, canonical_query"
+			 " FROM streamproc.view_defs WHERE stream = $1 ORDER BY id",
+			 1, types, values, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext old = MemoryContextSwitchTo(caller);
+		SpViewDef  *def = palloc0(sizeof(SpViewDef));
+
+		def->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		def->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+		def->stream = stream;
+		def->state_relid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		def->sql = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
+		result = lappend(result, def);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return result;
+}
+
+bool
+sp_catalog_view_stream(Oid view_relid, Oid *stream)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(view_relid)};
+	bool		found;
+
+	SPI_connect();
+	spi_exec("SELECT stream::oid FROM streamproc.view_defs WHERE relid = $1",
+			 1, types, values, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	if (found)
+	{
+		bool		isnull;
+
+		*stream = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	return found;
+}
+
+bool
+sp_catalog_stream_exists(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		found;
+
+	SPI_connect();
+	spi_exec("SELECT 1 FROM streamproc.stream_defs WHERE relid = $1",
+			 1, types, values, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+/* Remove catalog rows that describe relid (a stream, a view or a state table). */
+void
+sp_catalog_forget(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	SPI_connect();
+	spi_exec("DELETE FROM streamproc.view_defs WHERE relid = $1 OR stream = $1 OR state_table = $1",
+			 1, types, values, NULL, SPI_OK_DELETE);
+	spi_exec("DELETE FROM streamproc.stream_defs WHERE relid = $1",
+			 1, types, values, NULL, SPI_OK_DELETE);
+	SPI_finish();
+}

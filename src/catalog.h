@@ -1,0 +1,36 @@
+/*
+ * catalog.h — the extension's catalog tables (streamproc.stream_defs,
+ * streamproc.view_defs).
+ */
+#ifndef SP_CATALOG_H
+#define SP_CATALOG_H
+
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+
+typedef struct SpViewDef
+{
+	int64		id;
+	Oid			relid;			/* read view */
+	Oid			stream;
+	Oid			state_relid;
+	char	   *sql;			/* canonical query */
+} SpViewDef;
+
+extern void sp_check_extension(void);
+extern Oid	sp_catalog_schema(void);
+extern int64 sp_catalog_next_view_id(void);
+extern void sp_catalog_insert_stream(Oid relid, const char *event_time,
+									 Interval *delay, Interval *idle);
+extern void sp_catalog_insert_view(int64 id, Oid relid, Oid stream,
+								   Oid state_relid, const char *query,
+								   const char *canonical, const char *emit,
+								   Interval *retention, const char *window_kind,
+								   const char *window_column,
+								   Interval *window_size, Interval *window_slide);
+extern List *sp_catalog_stream_views(Oid stream);
+extern bool sp_catalog_view_stream(Oid view_relid, Oid *stream);
+extern bool sp_catalog_stream_exists(Oid relid);
+extern void sp_catalog_forget(Oid relid);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * view_compile.h — from a continuous view's SELECT to its state table layout,
+ * its per-batch partial plan and its read view.
+ */
+#ifndef SP_VIEW_COMPILE_H
+#define SP_VIEW_COMPILE_H
+
+#include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
+#include "utils/timestamp.h"
+
+/* name under which a batch is visible to the partial plan */
+#define SP_BATCH_ENR_NAME "streamproc_batch"
+
+typedef enum SpWindowKind
+{
+	SP_WINDOW_NONE,
+	SP_WINDOW_TUMBLE,
+	SP_WINDOW_HOP
+} SpWindowKind;
+
+/* a group key: a state table column with its grouping expression */
+typedef struct SpKey
+{
+	char	   *name;			/* state column */
+	Expr	   *expr;			/* as written in the view's GROUP BY */
+	Oid			type;
+	int32		typmod;
+	Oid			collation;
+	Index		sortgroupref;
+} SpKey;
+
+/* an aggregate call: a state table column holding its partial state */
+typedef struct SpAggCol
+{
+	char	   *name;
+	Aggref	   *aggref;
+	int			nargs;
+	Oid			argtypes[FUNC_MAX_ARGS];
+	Oid			storedtype;
+	Oid			collation;		/* of the state column */
+} SpAggCol;
+
+typedef struct SpViewShape
+{
+	Query	   *query;			/* analyzed canonical query (not rewritten) */
+	char	   *sql;			/* canonical SQL text */
+	Oid			stream;
+	List	   *keys;			/* SpKey *; never empty (see _all) */
+	List	   *aggs;			/* SpAggCol * */
+	bool		grouped;		/* false: no GROUP BY, one implicit group */
+	SpWindowKind window_kind;
+	int			window_key;		/* index into keys, or -1 */
+	Interval   *window_size;	/* constant size of tumble/hop, or NULL */
+	Interval   *window_slide;	/* hop slide */
+} SpViewShape;
+
+#define SP_ROWS_COLUMN "_rows"
+
+extern bool sp_is_stream(Oid relid);
+extern Oid	sp_stream_server_oid(bool missing_ok);
+extern char *sp_view_canonical_sql(RawStmt *raw, const char *source);
+extern SpViewShape *sp_view_shape(const char *canonical_sql);
+extern PlannedStmt *sp_view_partial_plan(SpViewShape *shape, Oid owner,
+										 int batch_rows);
+extern char *sp_view_read_sql(SpViewShape *shape, Oid state_relid);
+extern int	sp_push_catalog_search_path(void);
+extern void sp_pop_search_path(int nestlevel);
+extern RawStmt *sp_parse_select(const char *sql);
+
+#endif

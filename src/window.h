@@ -1,0 +1,13 @@
+/*
+ * window.h — window assignment: tumbling and hopping windows.
+ */
+#ifndef SP_WINDOW_H
+#define SP_WINDOW_H
+
+#include "datatype/timestamp.h"
+
+extern int64 sp_window_usecs(const Interval *size, const char *what);
+extern TimestampTz sp_window_floor(TimestampTz ts, int64 size,
+								   TimestampTz origin);
+
+#endif

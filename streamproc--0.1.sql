@@ -1,0 +1,219 @@
+/* streamproc--0.1.sql — install script */
+
+\echo Use "CREATE EXTENSION streamproc" to load this file. \quit
+
+-- Loading the module first: outside shared_preload_libraries this fails
+-- with a hint, before anything is created.
+CREATE FUNCTION streamproc.stream_fdw_handler() RETURNS fdw_handler
+    AS 'MODULE_PATHNAME', 'sp_stream_fdw_handler' LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER streamproc_fdw HANDLER streamproc.stream_fdw_handler;
+CREATE SERVER streamproc FOREIGN DATA WRAPPER streamproc_fdw;
+COMMENT ON SERVER streamproc IS 'streams: foreign tables of this server feed continuous views';
+
+-- ---------------------------------------------------------------------------
+-- Catalog
+-- ---------------------------------------------------------------------------
+CREATE TABLE streamproc.stream_defs (
+    relid           regclass PRIMARY KEY,
+    event_time      name,
+    watermark_delay interval NOT NULL DEFAULT '0',
+    idle_timeout    interval,
+    watermark       timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE streamproc.stream_defs IS 'one row per stream';
+
+CREATE TABLE streamproc.view_defs (
+    id              bigserial PRIMARY KEY,
+    relid           regclass NOT NULL UNIQUE,      -- the read view
+    stream          regclass NOT NULL,
+    state_table     regclass NOT NULL UNIQUE,
+    query           text NOT NULL,                 -- as written
+    canonical_query text NOT NULL,                 -- names qualified; what is compiled
+    emit            text NOT NULL DEFAULT 'changes' CHECK (emit IN ('changes', 'final')),
+    retention       interval,
+    window_kind     text CHECK (window_kind IN ('tumble', 'hop')),
+    window_column   name,
+    window_size     interval,
+    window_slide    interval,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON streamproc.view_defs (stream);
+COMMENT ON TABLE streamproc.view_defs IS 'one row per continuous view';
+
+SELECT pg_catalog.pg_extension_config_dump('streamproc.stream_defs', '');
+SELECT pg_catalog.pg_extension_config_dump('streamproc.view_defs', '');
+SELECT pg_catalog.pg_extension_config_dump('streamproc.view_defs_id_seq', '');
+
+-- Plain DROP commands (DROP VIEW, DROP FOREIGN TABLE ... CASCADE) remove
+-- catalog rows through this trigger; drop_view()/drop_stream() do it directly.
+CREATE FUNCTION streamproc.on_sql_drop() RETURNS event_trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS
+$$
+BEGIN
+    DELETE FROM streamproc.view_defs v
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass
+       AND d.objid IN (v.relid::oid, v.state_table::oid, v.stream::oid);
+    DELETE FROM streamproc.stream_defs s
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass AND d.objid = s.relid::oid;
+END
+$$;
+CREATE EVENT TRIGGER streamproc_sql_drop ON sql_drop
+    EXECUTE FUNCTION streamproc.on_sql_drop();
+
+-- ---------------------------------------------------------------------------
+-- Streams and continuous views
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION streamproc.create_stream(
+    name            text,
+    columns         text,
+    event_time      text DEFAULT NULL,
+    watermark_delay interval DEFAULT '0',
+    idle_timeout    interval DEFAULT NULL)
+RETURNS regclass AS 'MODULE_PATHNAME', 'sp_create_stream' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION streamproc.drop_stream(name text, "cascade" boolean DEFAULT false)
+RETURNS void AS 'MODULE_PATHNAME', 'sp_drop_stream' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION streamproc.create_view(
+    name      text,
+    query     text,
+    emit      text DEFAULT 'changes',
+    retention interval DEFAULT NULL)
+RETURNS regclass AS 'MODULE_PATHNAME', 'sp_create_view' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION streamproc.drop_view(name text)
+RETURNS void AS 'MODULE_PATHNAME', 'sp_drop_view' LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION streamproc.create_stream(text, text, text, interval, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION streamproc.drop_stream(text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION streamproc.create_view(text, text, text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION streamproc.drop_view(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Windows
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION streamproc.tumble(ts timestamptz, size interval)
+RETURNS timestamptz AS 'MODULE_PATHNAME', 'sp_tumble'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION streamproc.tumble(ts timestamptz, size interval, origin timestamptz)
+RETURNS timestamptz AS 'MODULE_PATHNAME', 'sp_tumble'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION streamproc.hop(ts timestamptz, size interval, slide interval)
+RETURNS timestamptz AS 'MODULE_PATHNAME', 'sp_hop'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION streamproc.hop(timestamptz, interval, interval) IS
+    'start of the latest hopping window holding ts; in a continuous view every window holding ts';
+
+CREATE FUNCTION streamproc.hop_windows(ts timestamptz, size interval, slide interval)
+RETURNS SETOF timestamptz AS 'MODULE_PATHNAME', 'sp_hop_windows'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 5;
+
+CREATE FUNCTION streamproc.window_end(window_start timestamptz, size interval)
+RETURNS timestamptz AS 'MODULE_PATHNAME', 'sp_window_end'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- ---------------------------------------------------------------------------
+-- Aggregate states: finalize one, combine many (used by the read views)
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION streamproc.finalize(state "any", agg regprocedure, argtypes regtype[], result anyelement)
+RETURNS anyelement AS 'MODULE_PATHNAME', 'sp_finalize'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION streamproc.combine_sfunc(internal, state anyelement, agg regprocedure, argtypes regtype[])
+RETURNS internal AS 'MODULE_PATHNAME', 'sp_combine_sfunc'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION streamproc.combine_ffunc(internal, state anyelement, agg regprocedure, argtypes regtype[])
+RETURNS anyelement AS 'MODULE_PATHNAME', 'sp_combine_ffunc'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE AGGREGATE streamproc.combine(state anyelement, agg regprocedure, argtypes regtype[]) (
+    SFUNC = streamproc.combine_sfunc,
+    STYPE = internal,
+    FINALFUNC = streamproc.combine_ffunc,
+    FINALFUNC_EXTRA
+);
+
+-- ---------------------------------------------------------------------------
+-- Aggregates streams need: the value at the latest / earliest event time
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION streamproc.latest_transfn(internal, anyelement, timestamptz)
+RETURNS internal AS 'MODULE_PATHNAME', 'sp_latest_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION streamproc.earliest_transfn(internal, anyelement, timestamptz)
+RETURNS internal AS 'MODULE_PATHNAME', 'sp_earliest_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION streamproc.latest_combinefn(internal, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'sp_latest_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION streamproc.earliest_combinefn(internal, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'sp_earliest_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION streamproc.pick_serialize(internal)
+RETURNS bytea AS 'MODULE_PATHNAME', 'sp_pick_serialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION streamproc.pick_deserialize(bytea, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'sp_pick_deserialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION streamproc.pick_finalfn(internal, anyelement, timestamptz)
+RETURNS anyelement AS 'MODULE_PATHNAME', 'sp_pick_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE AGGREGATE streamproc.latest(value anyelement, ts timestamptz) (
+    SFUNC = streamproc.latest_transfn,
+    STYPE = internal,
+    COMBINEFUNC = streamproc.latest_combinefn,
+    SERIALFUNC = streamproc.pick_serialize,
+    DESERIALFUNC = streamproc.pick_deserialize,
+    FINALFUNC = streamproc.pick_finalfn,
+    FINALFUNC_EXTRA,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE streamproc.latest(anyelement, timestamptz) IS 'value at the greatest ts';
+
+CREATE AGGREGATE streamproc.earliest(value anyelement, ts timestamptz) (
+    SFUNC = streamproc.earliest_transfn,
+    STYPE = internal,
+    COMBINEFUNC = streamproc.earliest_combinefn,
+    SERIALFUNC = streamproc.pick_serialize,
+    DESERIALFUNC = streamproc.pick_deserialize,
+    FINALFUNC = streamproc.pick_finalfn,
+    FINALFUNC_EXTRA,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE streamproc.earliest(anyelement, timestamptz) IS 'value at the least ts';
+
+-- ---------------------------------------------------------------------------
+-- Observability
+-- ---------------------------------------------------------------------------
+CREATE VIEW streamproc.streams AS
+SELECT s.relid AS stream,
+       s.event_time,
+       s.watermark_delay,
+       s.idle_timeout,
+       s.watermark,
+       (SELECT count(*) FROM streamproc.view_defs v WHERE v.stream = s.relid) AS views
+  FROM streamproc.stream_defs s;
+
+CREATE FUNCTION streamproc.view_stats(
+    OUT name regclass, OUT stream regclass, OUT emit text,
+    OUT groups bigint, OUT windows_open bigint, OUT rows_applied numeric,
+    OUT late_rows bigint, OUT state_size bigint)
+RETURNS SETOF record LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS
+$$
+DECLARE
+    v record;
+BEGIN
+    FOR v IN SELECT * FROM streamproc.view_defs ORDER BY id LOOP
+        name := v.relid; stream := v.stream; emit := v.emit; late_rows := 0;
+        EXECUTE format('SELECT count(*), %s, coalesce(sum(_rows), 0) FROM %s',
+                       CASE WHEN v.window_column IS NULL THEN 'NULL::bigint'
+                            ELSE format('count(DISTINCT %I)', v.window_column) END,
+                       v.state_table)
+           INTO groups, windows_open, rows_applied;
+        state_size := pg_total_relation_size(v.state_table);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE VIEW streamproc.views AS SELECT * FROM streamproc.view_stats();
