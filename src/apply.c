@@ -158,6 +158,8 @@ compile_view(SpViewDef *def, List **deps)
 	cv->index_relid = linitial_oid(indexes);
 	cv->plan = sp_view_partial_plan(shape, state->rd_rel->relowner,
 									sp_batch_size);
+	elog(DEBUG2, "streamproc: partial plan of %s: %s",
+		 get_rel_name(def->relid), nodeToString(cv->plan->planTree));
 
 	index = index_open(cv->index_relid, AccessShareLock);
 	cv->eqprocs = palloc0(sizeof(FmgrInfo) * cv->nkeys);
@@ -278,6 +280,7 @@ typedef struct MergeReceiver
 	EState	   *estate;
 	ResultRelInfo *rri;
 	SpAggCall  *call;
+	MemoryContext cxt;			/* outlives the partial plan's executor */
 } MergeReceiver;
 
 static void
@@ -295,7 +298,10 @@ merge_receive(TupleTableSlot *slot, DestReceiver *self)
 	TupleTableSlot *out = r->out;
 	bool		found;
 	int			i;
+	MemoryContext oldcxt;
 
+	/* the index scan allocates lazily; keep that out of the executor's memory */
+	oldcxt = MemoryContextSwitchTo(r->cxt);
 	slot_getallattrs(slot);
 	for (i = 0; i < nkeys; i++)
 	{
@@ -345,9 +351,11 @@ merge_receive(TupleTableSlot *slot, DestReceiver *self)
 		ExecStoreVirtualTuple(out);
 		simple_table_tuple_update(r->rel, &old->tts_tid, out,
 								  r->estate->es_snapshot, &update_indexes);
+		/* update = false: the unchanged-index hint would need a range table */
 		if (update_indexes)
-			ExecInsertIndexTuples(r->rri, out, r->estate, true, false, NULL, NIL);
+			ExecInsertIndexTuples(r->rri, out, r->estate, false, false, NULL, NIL);
 	}
+	MemoryContextSwitchTo(oldcxt);
 	return true;
 }
 
@@ -377,6 +385,7 @@ apply_view(CompiledView *v, Oid stream, Tuplestorestate *rows, int64 nrows)
 	r.pub.rDestroy = merge_destroy;
 	r.pub.mydest = DestNone;
 	r.view = v;
+	r.cxt = CurrentMemoryContext;
 
 	/* a view dropped since its compilation is simply gone */
 	r.rel = try_relation_open(v->state_relid, ShareRowExclusiveLock);
@@ -418,6 +427,8 @@ apply_view(CompiledView *v, Oid stream, Tuplestorestate *rows, int64 nrows)
 
 	qd = CreateQueryDesc(v->plan, v->sql, GetActiveSnapshot(), InvalidSnapshot,
 						 (DestReceiver *) &r, NULL, env, 0);
+	elog(DEBUG3, "streamproc: applying %lld rows to %s", (long long) nrows,
+		 get_rel_name(v->relid));
 	ExecutorStart(qd, 0);
 	ExecutorRun(qd, ForwardScanDirection, 0, true);
 	ExecutorFinish(qd);
