@@ -33,16 +33,44 @@ CREATE TABLE streamproc.view_defs (
     canonical_query text NOT NULL,                 -- names qualified; what is compiled
     emit            text NOT NULL DEFAULT 'changes' CHECK (emit IN ('changes', 'final')),
     retention       interval,
-    window_kind     text CHECK (window_kind IN ('tumble', 'hop')),
+    window_kind     text CHECK (window_kind IN ('tumble', 'hop', 'session')),
     window_column   name,
-    window_size     interval,
+    window_size     interval,                      -- tumble/hop size, session gap
     window_slide    interval,
+    event_time_window boolean NOT NULL DEFAULT false,  -- windows close with the watermark
+    late_rows       bigint NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX ON streamproc.view_defs (stream);
 COMMENT ON TABLE streamproc.view_defs IS 'one row per continuous view';
 
+-- Each input of a stream (INSERT/COPY is 'sql'; a Kafka partition is one
+-- input) reports the greatest event time it has delivered; the stream's
+-- watermark is the least of those, less the delay, over inputs heard from
+-- within idle_timeout.  It never moves backward.
+CREATE TABLE streamproc.stream_inputs (
+    stream          regclass NOT NULL REFERENCES streamproc.stream_defs (relid) ON DELETE CASCADE,
+    input           text NOT NULL,
+    max_event_time  timestamptz,
+    last_seen       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream, input)
+);
+COMMENT ON TABLE streamproc.stream_inputs IS 'event-time progress of each input of a stream';
+
+-- Rows that arrived for windows the watermark had already closed.
+CREATE TABLE streamproc.late_rows (
+    stream      regclass NOT NULL,
+    view        regclass NOT NULL,
+    "row"       jsonb NOT NULL,
+    event_time  timestamptz,
+    watermark   timestamptz NOT NULL,
+    arrived_at  timestamptz NOT NULL
+);
+COMMENT ON TABLE streamproc.late_rows IS 'rows that arrived after their window closed; they did not change the view';
+
 SELECT pg_catalog.pg_extension_config_dump('streamproc.stream_defs', '');
+SELECT pg_catalog.pg_extension_config_dump('streamproc.stream_inputs', '');
+SELECT pg_catalog.pg_extension_config_dump('streamproc.late_rows', '');
 SELECT pg_catalog.pg_extension_config_dump('streamproc.view_defs', '');
 SELECT pg_catalog.pg_extension_config_dump('streamproc.view_defs_id_seq', '');
 
@@ -56,6 +84,9 @@ BEGIN
      USING pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_class'::regclass
        AND d.objid IN (v.relid::oid, v.state_table::oid, v.stream::oid);
+    DELETE FROM streamproc.late_rows l
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass AND d.objid IN (l.stream::oid, l.view::oid);
     DELETE FROM streamproc.stream_defs s
      USING pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_class'::regclass AND d.objid = s.relid::oid;
@@ -117,6 +148,23 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 5;
 CREATE FUNCTION streamproc.window_end(window_start timestamptz, size interval)
 RETURNS timestamptz AS 'MODULE_PATHNAME', 'sp_window_end'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION streamproc.session(ts timestamptz, gap interval)
+RETURNS timestamptz AS 'MODULE_PATHNAME', 'sp_session'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION streamproc.session(timestamptz, interval) IS
+    'session window: in a continuous view, the start of the session holding ts (rows less than gap apart share a session)';
+
+-- ---------------------------------------------------------------------------
+-- Watermarks
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION streamproc.watermark(stream regclass) RETURNS timestamptz
+    LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT watermark FROM streamproc.stream_defs WHERE relid = stream $$;
+
+CREATE FUNCTION streamproc.advance_watermark(stream regclass, ts timestamptz) RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'sp_advance_watermark' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION streamproc.advance_watermark(regclass, timestamptz) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Aggregate states: finalize one, combine many (used by the read views)
@@ -202,14 +250,29 @@ RETURNS SETOF record LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_te
 $$
 DECLARE
     v record;
+    wm timestamptz;
 BEGIN
     FOR v IN SELECT * FROM streamproc.view_defs ORDER BY id LOOP
-        name := v.relid; stream := v.stream; emit := v.emit; late_rows := 0;
-        EXECUTE format('SELECT count(*), %s, coalesce(sum(_rows), 0) FROM %s',
-                       CASE WHEN v.window_column IS NULL THEN 'NULL::bigint'
-                            ELSE format('count(DISTINCT %I)', v.window_column) END,
-                       v.state_table)
-           INTO groups, windows_open, rows_applied;
+        name := v.relid; stream := v.stream; emit := v.emit; late_rows := v.late_rows;
+        EXECUTE format('SELECT count(*), coalesce(sum(_rows), 0) FROM %s', v.state_table)
+           INTO groups, rows_applied;
+        -- a window is open until the watermark reaches its end
+        wm := CASE WHEN v.event_time_window THEN streamproc.watermark(v.stream) END;
+        windows_open := NULL;
+        IF v.window_kind = 'session' THEN
+            EXECUTE format('SELECT count(*) FROM %s WHERE NOT coalesce(streamproc.window_end(_session_end, $1) <= $2, false)',
+                           v.state_table)
+               USING v.window_size, wm INTO windows_open;
+        ELSIF v.window_kind = 'hop' THEN
+            EXECUTE format('SELECT count(DISTINCT w) FROM %s, streamproc.hop_windows(%I, $1, $2) w
+                             WHERE NOT coalesce(streamproc.window_end(w, $1) <= $3, false)',
+                           v.state_table, v.window_column)
+               USING v.window_size, v.window_slide, wm INTO windows_open;
+        ELSIF v.window_kind = 'tumble' THEN
+            EXECUTE format('SELECT count(DISTINCT %I) FROM %s WHERE NOT coalesce(streamproc.window_end(%I, $1) <= $2, false)',
+                           v.window_column, v.state_table, v.window_column)
+               USING v.window_size, wm INTO windows_open;
+        END IF;
         state_size := pg_total_relation_size(v.state_table);
         RETURN NEXT;
     END LOOP;

@@ -102,6 +102,19 @@ SELECT count(*) AS median_off FROM agg_approx v JOIN (
 
 SELECT view_diff('agg_udf', $$SELECT k, my_mean(i), count(*) FROM m_t GROUP BY k$$) AS udf_diff;
 
+-- large states are stored compressed (TOAST) and must still merge
+SELECT streamproc.create_stream('big', 'k int, p float8');
+SELECT streamproc.create_view('big_v', $$
+    SELECT k, tdigest_percentile(p, 100, 0.5) AS med, count(*) AS n,
+           hll_cardinality(hll_add_agg(hll_hash_integer((p * 1e6)::int))) AS approx_distinct
+      FROM big GROUP BY k$$);
+SET streamproc.batch_size = 700;
+INSERT INTO big SELECT 1, g / 5000.0 FROM generate_series(1, 5000) g;
+INSERT INTO big SELECT 1, 0.5 FROM generate_series(1, 10);
+RESET streamproc.batch_size;
+SELECT k, round(med::numeric, 1) AS med, n, approx_distinct BETWEEN 4500 AND 5500 AS distinct_ok FROM big_v;
+SELECT streamproc.drop_stream('big', cascade => true);
+
 -- latest/earliest on their own, outside views, with ties and NULLs
 SELECT streamproc.latest(v, ts), streamproc.earliest(v, ts)
   FROM (VALUES ('a', '2024-01-01'::timestamptz), ('b', '2024-01-03'), (NULL, '2024-01-02'), ('c', NULL)) x(v, ts);

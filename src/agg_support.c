@@ -215,7 +215,12 @@ stored_to_trans(SpAggInfo *info, Node *context, Datum stored, bool storednull,
 		*transnull = storednull;
 		if (storednull)
 			return (Datum) 0;
-		/* a copy: combine functions may modify their first argument */
+		/*
+		 * A detoasted copy: states read from the state table may be
+		 * compressed, and combine functions may modify their first argument.
+		 */
+		if (info->translen == -1)
+			return PointerGetDatum(PG_DETOAST_DATUM_COPY(stored));
 		return datumCopy(stored, info->transbyval, info->translen);
 	}
 	if (storednull && info->deserialfn.fn_strict)
@@ -223,6 +228,9 @@ stored_to_trans(SpAggInfo *info, Node *context, Datum stored, bool storednull,
 		*transnull = true;
 		return (Datum) 0;
 	}
+	/* deserialize functions expect what parallel query gives them: no TOAST */
+	if (!storednull)
+		stored = PointerGetDatum(PG_DETOAST_DATUM(stored));
 	InitFunctionCallInfoData(*fcinfo, &info->deserialfn, 2, InvalidOid,
 							 context, NULL);
 	fcinfo->args[0].value = stored;

@@ -18,6 +18,13 @@
  * tables are locked in SHARE ROW EXCLUSIVE mode while merging: writers of a
  * stream serialize per view, readers are never blocked.
  *
+ * Event time: the watermark when the batch arrived is the partial plan's
+ * parameter $1; rows whose window it has closed are left out and written
+ * to streamproc.late_rows by a second plan over the same batch.  Sessions
+ * merge with the open sessions they touch (never with closed ones).  After
+ * the views, the stream's watermark moves and retention deletes a bounded
+ * number of windows that ended long enough ago.
+ *
  * Compiled views (partial plan, aggregate support functions, index scan
  * keys) are cached per backend and per stream; any relcache invalidation of
  * the stream, a state table or a relation a plan reads drops the entry,
@@ -45,12 +52,21 @@
 #include "utils/queryenvironment.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "executor/spi.h"
+#include "nodes/params.h"
 
 #include "agg_support.h"
 #include "apply.h"
 #include "catalog.h"
 #include "guc.h"
 #include "view_compile.h"
+#include "watermark.h"
+#include "window.h"
+
+/* rows deleted by retention per batch and view, at most */
+#define SP_RETENTION_BATCH 10000
 
 typedef struct CompiledView
 {
@@ -61,15 +77,25 @@ typedef struct CompiledView
 	int			naggs;
 	SpAggInfo  *aggs;
 	PlannedStmt *plan;
+	PlannedStmt *late_plan;		/* event-time windows only */
 	char	   *sql;
-	FmgrInfo   *eqprocs;		/* per key: btree equality of the index */
+	AttrNumber *keyattnos;		/* per index column: state table column */
+	FmgrInfo   *eqprocs;		/* per index column: btree equality */
 	Oid		   *eqcollations;
+	SpWindowKind window_kind;
+	AttrNumber	window_attno;	/* state column of the window key */
+	int64		window_us;		/* tumble/hop size, session gap */
+	bool		event_time_window;
+	int64		retention_us;	/* < 0: keep everything */
+	char	   *retention_sql;	/* bounded delete of expired windows */
+	FmgrInfo	ts_lt;			/* timestamptz < (session lookups) */
 } CompiledView;
 
 typedef struct StreamEntry
 {
 	Oid			stream;			/* hash key */
 	bool		valid;
+	AttrNumber	event_time_att;
 	MemoryContext cxt;
 	List	   *views;			/* CompiledView * */
 	List	   *deps;			/* relation OIDs whose invalidation matters */
@@ -146,12 +172,18 @@ compile_view(SpViewDef *def, List **deps)
 	Relation	index;
 	ListCell   *lc;
 	int			i;
+	char	   *state_name;
 
 	cv->relid = def->relid;
 	cv->state_relid = def->state_relid;
 	cv->sql = def->sql;
 	cv->nkeys = list_length(shape->keys);
 	cv->naggs = list_length(shape->aggs);
+	cv->window_kind = shape->window_kind;
+	cv->event_time_window = shape->event_time_window;
+	cv->window_attno = shape->window_key + 1;
+	if (shape->window_size)
+		cv->window_us = sp_window_usecs(shape->window_size, "window size");
 	if (list_length(indexes) != 1)
 		elog(ERROR, "state table \"%s\" must have exactly one index",
 			 RelationGetRelationName(state));
@@ -160,8 +192,12 @@ compile_view(SpViewDef *def, List **deps)
 									sp_batch_size);
 	elog(DEBUG2, "streamproc: partial plan of %s: %s",
 		 get_rel_name(def->relid), nodeToString(cv->plan->planTree));
+	if (shape->event_time_window)
+		cv->late_plan = sp_view_late_plan(shape, state->rd_rel->relowner,
+										  sp_batch_size, def->relid);
 
 	index = index_open(cv->index_relid, AccessShareLock);
+	cv->keyattnos = palloc0(sizeof(AttrNumber) * cv->nkeys);
 	cv->eqprocs = palloc0(sizeof(FmgrInfo) * cv->nkeys);
 	cv->eqcollations = palloc0(sizeof(Oid) * cv->nkeys);
 	for (i = 0; i < cv->nkeys; i++)
@@ -173,10 +209,28 @@ compile_view(SpViewDef *def, List **deps)
 
 		if (!OidIsValid(eqop))
 			elog(ERROR, "no equality operator in operator family %u", opfamily);
+		cv->keyattnos[i] = index->rd_index->indkey.values[i];
 		fmgr_info(get_opcode(eqop), &cv->eqprocs[i]);
 		cv->eqcollations[i] = index->rd_indcollation[i];
 	}
 	index_close(index, AccessShareLock);
+	fmgr_info(F_TIMESTAMPTZ_LT, &cv->ts_lt);
+
+	cv->retention_us = -1;
+	state_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(state)),
+											RelationGetRelationName(state));
+	if (def->retention && shape->event_time_window)
+	{
+		cv->retention_us = sp_window_usecs(def->retention, "retention");
+		cv->retention_sql =
+			psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+					 "SELECT ctid FROM %s WHERE %s OPERATOR(pg_catalog.<) $1 LIMIT %d))",
+					 state_name, state_name,
+					 quote_identifier(shape->window_kind == SP_WINDOW_SESSION ?
+									  SP_SESSION_END_COLUMN :
+									  ((SpKey *) list_nth(shape->keys, shape->window_key))->name),
+					 SP_RETENTION_BATCH);
+	}
 
 	cv->aggs = palloc0(sizeof(SpAggInfo) * Max(cv->naggs, 1));
 	i = 0;
@@ -233,6 +287,7 @@ stream_entry(Oid stream)
 		old = MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
+			entry->event_time_att = sp_catalog_stream_event_time(stream);
 			deps = list_make1_oid(stream);
 			defs = sp_catalog_stream_views(stream);
 			foreach(lc, defs)
@@ -249,7 +304,6 @@ stream_entry(Oid stream)
 		entry->cxt = cxt;
 		entry->views = views;
 		entry->deps = deps;
-		/* an invalidation that arrived while compiling leaves it invalid */
 		entry->valid = true;
 	}
 	return entry;
@@ -259,6 +313,12 @@ bool
 sp_stream_has_views(Oid stream)
 {
 	return stream_entry(stream)->views != NIL;
+}
+
+AttrNumber
+sp_stream_event_time_att(Oid stream)
+{
+	return stream_entry(stream)->event_time_att;
 }
 
 /* ------------------------------------------------------------------------
@@ -281,31 +341,34 @@ typedef struct MergeReceiver
 	ResultRelInfo *rri;
 	SpAggCall  *call;
 	MemoryContext cxt;			/* outlives the partial plan's executor */
+	bool		wm_valid;		/* watermark when the batch arrived */
+	TimestampTz wm;
+	TupleDesc	partial_desc;	/* sessions: partial rows, merged afterwards */
+	List	   *partials;
 } MergeReceiver;
 
 static void
 merge_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
+	MergeReceiver *r = (MergeReceiver *) self;
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+	r->partial_desc = CreateTupleDescCopy(typeinfo);
+	MemoryContextSwitchTo(old);
 }
 
-static bool
-merge_receive(TupleTableSlot *slot, DestReceiver *self)
+/* Equality scan keys on the index columns [0, n) from a partial row. */
+static void
+set_key_scankeys(MergeReceiver *r, TupleTableSlot *slot, int n)
 {
-	MergeReceiver *r = (MergeReceiver *) self;
 	CompiledView *v = r->view;
-	int			nkeys = v->nkeys;
-	int			rowscol = nkeys + v->naggs;
-	TupleTableSlot *out = r->out;
-	bool		found;
 	int			i;
-	MemoryContext oldcxt;
 
-	/* the index scan allocates lazily; keep that out of the executor's memory */
-	oldcxt = MemoryContextSwitchTo(r->cxt);
-	slot_getallattrs(slot);
-	for (i = 0; i < nkeys; i++)
+	for (i = 0; i < n; i++)
 	{
-		if (slot->tts_isnull[i])
+		int			col = v->keyattnos[i] - 1;
+
+		if (slot->tts_isnull[col])
 			ScanKeyEntryInitialize(&r->skeys[i], SK_ISNULL | SK_SEARCHNULL,
 								   i + 1, InvalidStrategy, InvalidOid,
 								   InvalidOid, InvalidOid, (Datum) 0);
@@ -313,8 +376,30 @@ merge_receive(TupleTableSlot *slot, DestReceiver *self)
 			ScanKeyEntryInitializeWithInfo(&r->skeys[i], 0, i + 1,
 										   BTEqualStrategyNumber, InvalidOid,
 										   v->eqcollations[i], &v->eqprocs[i],
-										   slot->tts_values[i]);
+										   slot->tts_values[col]);
 	}
+}
+
+static void
+insert_state(MergeReceiver *r, TupleTableSlot *out)
+{
+	ExecStoreVirtualTuple(out);
+	simple_table_tuple_insert(r->rel, out);
+	ExecInsertIndexTuples(r->rri, out, r->estate, false, false, NULL, NIL);
+}
+
+/* One group of a tumble/hop/plain view: insert it, or combine it in. */
+static void
+merge_group(MergeReceiver *r, TupleTableSlot *slot)
+{
+	CompiledView *v = r->view;
+	int			nkeys = v->nkeys;
+	int			rowscol = nkeys + v->naggs;
+	TupleTableSlot *out = r->out;
+	bool		found;
+	int			i;
+
+	set_key_scankeys(r, slot, nkeys);
 	index_rescan(r->scan, r->skeys, nkeys, NULL, 0);
 	found = index_getnext_slot(r->scan, ForwardScanDirection, r->found);
 
@@ -324,9 +409,7 @@ merge_receive(TupleTableSlot *slot, DestReceiver *self)
 	{
 		memcpy(out->tts_values, slot->tts_values, sizeof(Datum) * (rowscol + 1));
 		memcpy(out->tts_isnull, slot->tts_isnull, sizeof(bool) * (rowscol + 1));
-		ExecStoreVirtualTuple(out);
-		simple_table_tuple_insert(r->rel, out);
-		ExecInsertIndexTuples(r->rri, out, r->estate, false, false, NULL, NIL);
+		insert_state(r, out);
 	}
 	else
 	{
@@ -355,6 +438,93 @@ merge_receive(TupleTableSlot *slot, DestReceiver *self)
 		if (update_indexes)
 			ExecInsertIndexTuples(r->rri, out, r->estate, false, false, NULL, NIL);
 	}
+}
+
+/*
+ * One partial session (rows of one gap-long bucket, so certainly one
+ * session): absorb every open session of the same keys that lies within the
+ * gap, delete those, and insert the merged session.  Closed sessions are
+ * never merged into; they end further back, so the backward scan stops.
+ *
+ *   existing:   [s1]      [s2 ....]        [s3]
+ *   partial:                   (p)--gap--)
+ *   result:     [s1]      [s2 ...p.......]  [s3]   (s3 absorbed too if within gap)
+ */
+static void
+merge_session(MergeReceiver *r, TupleTableSlot *p)
+{
+	CompiledView *v = r->view;
+	int			nkeys = v->nkeys;
+	int			naggs = v->naggs;
+	int			rowscol = nkeys + naggs;
+	int			startcol = v->window_attno - 1;
+	TupleTableSlot *out = r->out;
+	TimestampTz pstart = DatumGetTimestampTz(p->tts_values[rowscol + 1]);
+	TimestampTz pend = DatumGetTimestampTz(p->tts_values[rowscol + 2]);
+	int64		rows = DatumGetInt64(p->tts_values[rowscol]);
+	int			i;
+
+	ExecClearTuple(out);
+	memcpy(out->tts_values, p->tts_values, sizeof(Datum) * rowscol);
+	memcpy(out->tts_isnull, p->tts_isnull, sizeof(bool) * rowscol);
+
+	/* other keys equal, session start < end of partial + gap; newest first */
+	set_key_scankeys(r, p, nkeys - 1);
+	ScanKeyEntryInitializeWithInfo(&r->skeys[nkeys - 1], 0, nkeys,
+								   BTLessStrategyNumber, InvalidOid, InvalidOid,
+								   &v->ts_lt, TimestampTzGetDatum(pend + v->window_us));
+	index_rescan(r->scan, r->skeys, nkeys, NULL, 0);
+	while (index_getnext_slot(r->scan, BackwardScanDirection, r->found))
+	{
+		TupleTableSlot *s = r->found;
+		TimestampTz sstart;
+		TimestampTz send;
+
+		slot_getallattrs(s);
+		sstart = DatumGetTimestampTz(s->tts_values[startcol]);
+		send = DatumGetTimestampTz(s->tts_values[rowscol + 1]);
+		if (send + v->window_us <= pstart)
+			break;				/* ends more than a gap before: no overlap */
+		if (r->wm_valid && send + v->window_us <= r->wm)
+			break;				/* closed, and so is everything before it */
+		for (i = nkeys; i < rowscol; i++)
+		{
+			Datum		vals[2] = {s->tts_values[i], out->tts_values[i]};
+			bool		nulls[2] = {s->tts_isnull[i], out->tts_isnull[i]};
+
+			out->tts_values[i] = sp_agg_combine_stored(&v->aggs[i - nkeys], r->call,
+													   vals, nulls, 2,
+													   &out->tts_isnull[i]);
+		}
+		rows += DatumGetInt64(s->tts_values[rowscol]);
+		pstart = Min(pstart, sstart);
+		pend = Max(pend, send);
+		simple_table_tuple_delete(r->rel, &s->tts_tid, r->estate->es_snapshot);
+	}
+	out->tts_values[startcol] = TimestampTzGetDatum(pstart);
+	out->tts_isnull[startcol] = false;
+	out->tts_values[rowscol] = Int64GetDatum(rows);
+	out->tts_isnull[rowscol] = false;
+	out->tts_values[rowscol + 1] = TimestampTzGetDatum(pend);
+	out->tts_isnull[rowscol + 1] = false;
+	insert_state(r, out);
+	MemoryContextReset(r->call->cxt);
+}
+
+static bool
+merge_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	MergeReceiver *r = (MergeReceiver *) self;
+	/* the index scan allocates lazily; keep that out of the executor's memory */
+	MemoryContext oldcxt = MemoryContextSwitchTo(r->cxt);
+
+	if (r->view->window_kind == SP_WINDOW_SESSION)
+		r->partials = lappend(r->partials, ExecCopySlotHeapTuple(slot));
+	else
+	{
+		slot_getallattrs(slot);
+		merge_group(r, slot);
+	}
 	MemoryContextSwitchTo(oldcxt);
 	return true;
 }
@@ -369,45 +539,62 @@ merge_destroy(DestReceiver *self)
 {
 }
 
+/* Late rows go to streamproc.late_rows as they are. */
+typedef struct LateReceiver
+{
+	DestReceiver pub;
+	Relation	rel;
+	int64		n;
+} LateReceiver;
+
 static void
-apply_view(CompiledView *v, Oid stream, Tuplestorestate *rows, int64 nrows)
+late_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static bool
+late_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	LateReceiver *r = (LateReceiver *) self;
+
+	if (r->rel == NULL)
+		r->rel = table_open(get_relname_relid("late_rows", sp_catalog_schema()),
+							RowExclusiveLock);
+	simple_table_tuple_insert(r->rel, slot);
+	r->n++;
+	return true;
+}
+
+static void
+run_plan(PlannedStmt *plan, const char *sql, DestReceiver *dest,
+		 QueryEnvironment *env, ParamListInfo params)
+{
+	QueryDesc  *qd = CreateQueryDesc(plan, sql, GetActiveSnapshot(), InvalidSnapshot,
+									 dest, params, env, 0);
+
+	ExecutorStart(qd, 0);
+	ExecutorRun(qd, ForwardScanDirection, 0, true);
+	ExecutorFinish(qd);
+	ExecutorEnd(qd);
+	FreeQueryDesc(qd);
+}
+
+static void
+apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 {
 	MergeReceiver r;
 	QueryEnvironment *env;
 	EphemeralNamedRelation enr;
-	QueryDesc  *qd;
+	ParamListInfo params;
 	ListCell   *lc;
 
-	memset(&r, 0, sizeof(r));
-	r.pub.receiveSlot = merge_receive;
-	r.pub.rStartup = merge_startup;
-	r.pub.rShutdown = merge_shutdown;
-	r.pub.rDestroy = merge_destroy;
-	r.pub.mydest = DestNone;
-	r.view = v;
-	r.cxt = CurrentMemoryContext;
-
 	/* a view dropped since its compilation is simply gone */
+	memset(&r, 0, sizeof(r));
 	r.rel = try_relation_open(v->state_relid, ShareRowExclusiveLock);
 	if (r.rel == NULL)
 		return;
-	r.index = index_open(v->index_relid, RowExclusiveLock);
 
-	r.estate = CreateExecutorState();
-	r.estate->es_snapshot = GetActiveSnapshot();
-	r.estate->es_output_cid = GetCurrentCommandId(true);
-	r.rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(r.rri, r.rel, 1, NULL, 0);
-	ExecOpenIndices(r.rri, false);
-
-	InitDirtySnapshot(r.dirty);
-	r.scan = index_beginscan(r.rel, r.index, &r.dirty, v->nkeys, 0);
-	r.skeys = palloc0(sizeof(ScanKeyData) * v->nkeys);
-	r.found = table_slot_create(r.rel, NULL);
-	r.out = MakeSingleTupleTableSlot(RelationGetDescr(r.rel), &TTSOpsVirtual);
-	r.call = sp_agg_call_create(CurrentMemoryContext);
-
-	/* relations the partial plan reads (the plan itself takes no locks) */
+	/* relations the plans read (the plans themselves take no locks) */
 	foreach(lc, v->plan->rtable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
@@ -419,21 +606,75 @@ apply_view(CompiledView *v, Oid stream, Tuplestorestate *rows, int64 nrows)
 	env = create_queryEnv();
 	enr = palloc0(sizeof(EphemeralNamedRelationData));
 	enr->md.name = SP_BATCH_ENR_NAME;
-	enr->md.reliddesc = stream;
+	enr->md.reliddesc = batch->stream;
 	enr->md.enrtype = ENR_NAMED_TUPLESTORE;
-	enr->md.enrtuples = nrows;
-	enr->reldata = rows;
+	enr->md.enrtuples = batch->nrows;
+	enr->reldata = batch->rows;
 	register_ENR(env, enr);
 
-	qd = CreateQueryDesc(v->plan, v->sql, GetActiveSnapshot(), InvalidSnapshot,
-						 (DestReceiver *) &r, NULL, env, 0);
-	elog(DEBUG3, "streamproc: applying %lld rows to %s", (long long) nrows,
-		 get_rel_name(v->relid));
-	ExecutorStart(qd, 0);
-	ExecutorRun(qd, ForwardScanDirection, 0, true);
-	ExecutorFinish(qd);
-	ExecutorEnd(qd);
-	FreeQueryDesc(qd);
+	params = makeParamList(1);
+	params->numParams = 1;
+	params->params[0].ptype = TIMESTAMPTZOID;
+	params->params[0].pflags = PARAM_FLAG_CONST;
+	params->params[0].isnull = !wm_valid;
+	params->params[0].value = wm_valid ? TimestampTzGetDatum(wm) : (Datum) 0;
+
+	if (v->late_plan && wm_valid)
+	{
+		LateReceiver late;
+
+		memset(&late, 0, sizeof(late));
+		late.pub.receiveSlot = late_receive;
+		late.pub.rStartup = late_startup;
+		late.pub.rShutdown = merge_shutdown;
+		late.pub.rDestroy = merge_destroy;
+		late.pub.mydest = DestNone;
+		run_plan(v->late_plan, v->sql, (DestReceiver *) &late, env, params);
+		if (late.rel)
+			table_close(late.rel, NoLock);
+		if (late.n > 0)
+			sp_catalog_add_late_rows(v->relid, late.n);
+	}
+
+	r.pub.receiveSlot = merge_receive;
+	r.pub.rStartup = merge_startup;
+	r.pub.rShutdown = merge_shutdown;
+	r.pub.rDestroy = merge_destroy;
+	r.pub.mydest = DestNone;
+	r.view = v;
+	r.cxt = CurrentMemoryContext;
+	r.wm_valid = wm_valid;
+	r.wm = wm;
+	r.index = index_open(v->index_relid, RowExclusiveLock);
+	r.estate = CreateExecutorState();
+	r.estate->es_snapshot = GetActiveSnapshot();
+	r.estate->es_output_cid = GetCurrentCommandId(true);
+	r.rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(r.rri, r.rel, 1, NULL, 0);
+	ExecOpenIndices(r.rri, false);
+	InitDirtySnapshot(r.dirty);
+	r.scan = index_beginscan(r.rel, r.index, &r.dirty, v->nkeys, 0);
+	r.skeys = palloc0(sizeof(ScanKeyData) * v->nkeys);
+	r.found = table_slot_create(r.rel, NULL);
+	r.out = MakeSingleTupleTableSlot(RelationGetDescr(r.rel), &TTSOpsVirtual);
+	r.call = sp_agg_call_create(CurrentMemoryContext);
+
+	run_plan(v->plan, v->sql, (DestReceiver *) &r, env, params);
+
+	if (r.partials != NIL)
+	{
+		/* sessions: each merge may absorb rows the previous one wrote */
+		TupleTableSlot *p = MakeSingleTupleTableSlot(r.partial_desc, &TTSOpsHeapTuple);
+
+		foreach(lc, r.partials)
+		{
+			ExecStoreHeapTuple(lfirst(lc), p, false);
+			slot_getallattrs(p);
+			merge_session(&r, p);
+			CommandCounterIncrement();
+		}
+		ExecDropSingleTupleTableSlot(p);
+	}
 
 	index_endscan(r.scan);
 	ExecDropSingleTupleTableSlot(r.found);
@@ -445,24 +686,38 @@ apply_view(CompiledView *v, Oid stream, Tuplestorestate *rows, int64 nrows)
 	table_close(r.rel, NoLock);
 }
 
+/* Delete a bounded number of windows that ended before wm − retention. */
+static void
+apply_retention(CompiledView *v, TimestampTz wm)
+{
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1];
+
+	values[0] = TimestampTzGetDatum(wm - v->retention_us - v->window_us);
+	SPI_connect();
+	if (SPI_execute_with_args(v->retention_sql, 1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "retention of continuous view %u failed", v->relid);
+	SPI_finish();
+}
+
 /*
- * Apply a batch of stream rows to every continuous view of the stream, in
- * the current transaction.
+ * Apply a batch of stream rows to every continuous view of the stream, then
+ * move the stream's watermark, all in the current transaction.
  */
 void
-sp_apply_batch(Oid stream, Tuplestorestate *rows, int64 nrows)
+sp_apply_batch(SpBatch *batch)
 {
 	StreamEntry *entry;
 	ListCell   *lc;
 	bool		pushed = false;
 	MemoryContext cxt;
 	MemoryContext old;
+	TimestampTz wm = 0;
+	bool		wm_valid;
 
-	if (nrows == 0)
+	if (batch->nrows == 0)
 		return;
-	entry = stream_entry(stream);
-	if (entry->views == NIL)
-		return;
+	entry = stream_entry(batch->stream);
 	if (!ActiveSnapshotSet())
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -471,13 +726,34 @@ sp_apply_batch(Oid stream, Tuplestorestate *rows, int64 nrows)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "streamproc apply",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	foreach(lc, entry->views)
+
+	wm_valid = sp_watermark_get(batch->stream, &wm);
+	if (batch->rows != NULL)
 	{
-		apply_view(lfirst(lc), stream, rows, nrows);
-		MemoryContextReset(cxt);
+		foreach(lc, entry->views)
+		{
+			apply_view(lfirst(lc), batch, wm_valid, wm);
+			MemoryContextReset(cxt);
+		}
+	}
+
+	/* without an event-time column the watermark follows arrival time */
+	wm_valid = sp_watermark_observe(batch->stream, batch->input,
+									batch->has_event_time ? batch->max_event_time :
+									GetCurrentStatementStartTimestamp(), &wm);
+	if (wm_valid)
+	{
+		foreach(lc, entry->views)
+		{
+			CompiledView *v = lfirst(lc);
+
+			if (v->retention_us >= 0)
+				apply_retention(v, wm);
+		}
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
+
 	/* the next batch must see this one's state rows */
 	CommandCounterIncrement();
 	if (pushed)

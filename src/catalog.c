@@ -87,12 +87,13 @@ sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
 					   const char *query, const char *canonical,
 					   const char *emit, Interval *retention,
 					   const char *window_kind, const char *window_column,
-					   Interval *window_size, Interval *window_slide)
+					   Interval *window_size, Interval *window_slide,
+					   bool event_time_window)
 {
-	Oid			types[12] = {INT8OID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID,
-	TEXTOID, INTERVALOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID};
-	Datum		values[12];
-	char		nulls[12];
+	Oid			types[13] = {INT8OID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID,
+	TEXTOID, INTERVALOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID, BOOLOID};
+	Datum		values[13];
+	char		nulls[13];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(id);
@@ -112,11 +113,12 @@ sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
 	nulls[10] = window_size ? ' ' : 'n';
 	values[11] = window_slide ? IntervalPGetDatum(window_slide) : (Datum) 0;
 	nulls[11] = window_slide ? ' ' : 'n';
+	values[12] = BoolGetDatum(event_time_window);
 	SPI_connect();
 	spi_exec("INSERT INTO streamproc.view_defs (id, relid, stream, state_table, query, canonical_query,"
-			 " emit, retention, window_kind, window_column, window_size, window_slide)"
-			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-			 12, types, values, nulls, SPI_OK_INSERT);
+			 " emit, retention, window_kind, window_column, window_size, window_slide, event_time_window)"
+			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+			 13, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 }
 
@@ -131,7 +133,7 @@ sp_catalog_stream_views(Oid stream)
 	uint64		i;
 
 	SPI_connect();
-	spi_exec("SELECT id, relid::oid, state_table::oid, canonical_query"
+	spi_exec("SELECT id, relid::oid, state_table::oid, canonical_query, retention"
 			 " FROM streamproc.view_defs WHERE stream = $1 ORDER BY id",
 			 1, types, values, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
@@ -147,6 +149,15 @@ sp_catalog_stream_views(Oid stream)
 		def->stream = stream;
 		def->state_relid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 		def->sql = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
+		{
+			Datum		r = SPI_getbinval(tup, desc, 5, &isnull);
+
+			if (!isnull)
+			{
+				def->retention = palloc(sizeof(Interval));
+				memcpy(def->retention, DatumGetIntervalP(r), sizeof(Interval));
+			}
+		}
 		result = lappend(result, def);
 		MemoryContextSwitchTo(old);
 	}
@@ -203,5 +214,40 @@ sp_catalog_forget(Oid relid)
 			 1, types, values, NULL, SPI_OK_DELETE);
 	spi_exec("DELETE FROM streamproc.stream_defs WHERE relid = $1",
 			 1, types, values, NULL, SPI_OK_DELETE);
+	SPI_finish();
+}
+
+/* The stream's event-time column, or InvalidAttrNumber. */
+AttrNumber
+sp_catalog_stream_event_time(Oid stream)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(stream)};
+	AttrNumber	att = InvalidAttrNumber;
+
+	SPI_connect();
+	spi_exec("SELECT event_time::text FROM streamproc.stream_defs WHERE relid = $1",
+			 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			att = get_attnum(stream, TextDatumGetCString(d));
+	}
+	SPI_finish();
+	return att;
+}
+
+void
+sp_catalog_add_late_rows(Oid view_relid, int64 n)
+{
+	Oid			types[2] = {OIDOID, INT8OID};
+	Datum		values[2] = {ObjectIdGetDatum(view_relid), Int64GetDatum(n)};
+
+	SPI_connect();
+	spi_exec("UPDATE streamproc.view_defs SET late_rows = late_rows + $2 WHERE relid = $1",
+			 2, types, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
 }

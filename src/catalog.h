@@ -6,6 +6,7 @@
 #define SP_CATALOG_H
 
 #include "datatype/timestamp.h"
+#include "access/attnum.h"
 #include "nodes/pg_list.h"
 
 typedef struct SpViewDef
@@ -15,6 +16,7 @@ typedef struct SpViewDef
 	Oid			stream;
 	Oid			state_relid;
 	char	   *sql;			/* canonical query */
+	Interval   *retention;		/* or NULL */
 } SpViewDef;
 
 extern void sp_check_extension(void);
@@ -27,10 +29,13 @@ extern void sp_catalog_insert_view(int64 id, Oid relid, Oid stream,
 								   const char *canonical, const char *emit,
 								   Interval *retention, const char *window_kind,
 								   const char *window_column,
-								   Interval *window_size, Interval *window_slide);
+								   Interval *window_size, Interval *window_slide,
+								   bool event_time_window);
 extern List *sp_catalog_stream_views(Oid stream);
 extern bool sp_catalog_view_stream(Oid view_relid, Oid *stream);
 extern bool sp_catalog_stream_exists(Oid relid);
 extern void sp_catalog_forget(Oid relid);
+extern AttrNumber sp_catalog_stream_event_time(Oid stream);
+extern void sp_catalog_add_late_rows(Oid view_relid, int64 n);
 
 #endif

@@ -19,7 +19,9 @@
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
 #include "miscadmin.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/rel.h"
 #include "utils/tuplestore.h"
 
@@ -31,8 +33,10 @@ typedef struct StreamWriter
 {
 	Oid			stream;
 	bool		has_views;
+	AttrNumber	event_time_att; /* or InvalidAttrNumber */
 	Tuplestorestate *rows;
 	int64		nrows;
+	TimestampTz max_event_time;
 	int			batch_size;
 	MemoryContext cxt;
 } StreamWriter;
@@ -55,9 +59,11 @@ writer_begin(ResultRelInfo *rinfo)
 
 	w->stream = RelationGetRelid(rinfo->ri_RelationDesc);
 	w->has_views = sp_stream_has_views(w->stream);
+	w->event_time_att = sp_stream_event_time_att(w->stream);
 	w->batch_size = sp_batch_size;
 	w->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamproc batch",
 								   ALLOCSET_DEFAULT_SIZES);
+	w->max_event_time = DT_NOBEGIN;
 	if (w->has_views)
 		w->rows = new_batch(w);
 	return w;
@@ -66,21 +72,47 @@ writer_begin(ResultRelInfo *rinfo)
 static void
 writer_flush(StreamWriter *w)
 {
+	SpBatch		batch;
+
 	if (w->nrows == 0)
 		return;
-	sp_apply_batch(w->stream, w->rows, w->nrows);
-	tuplestore_end(w->rows);
-	MemoryContextReset(w->cxt);
-	w->rows = new_batch(w);
+	batch.stream = w->stream;
+	batch.input = "sql";
+	batch.rows = w->rows;
+	batch.nrows = w->nrows;
+	batch.has_event_time = (w->event_time_att != InvalidAttrNumber);
+	batch.max_event_time = w->max_event_time;
+	sp_apply_batch(&batch);
+	if (w->has_views)
+	{
+		tuplestore_end(w->rows);
+		MemoryContextReset(w->cxt);
+		w->rows = new_batch(w);
+	}
 	w->nrows = 0;
+	w->max_event_time = DT_NOBEGIN;
 }
 
 static TupleTableSlot *
 writer_add(StreamWriter *w, TupleTableSlot *slot)
 {
-	if (!w->has_views)
-		return slot;
-	tuplestore_puttupleslot(w->rows, slot);
+	if (w->event_time_att != InvalidAttrNumber)
+	{
+		bool		isnull;
+		TimestampTz ts = DatumGetTimestampTz(slot_getattr(slot, w->event_time_att, &isnull));
+
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("event-time column \"%s\" of stream \"%s\" must not be NULL",
+							NameStr(TupleDescAttr(slot->tts_tupleDescriptor, w->event_time_att - 1)->attname),
+							get_rel_name(w->stream)),
+					 errdetail("Every row of a stream with an event-time column needs an event time.")));
+		if (ts > w->max_event_time)
+			w->max_event_time = ts;
+	}
+	if (w->has_views)
+		tuplestore_puttupleslot(w->rows, slot);
 	if (++w->nrows >= w->batch_size)
 		writer_flush(w);
 	return slot;
@@ -91,11 +123,9 @@ writer_end(StreamWriter *w)
 {
 	if (w == NULL)
 		return;
+	writer_flush(w);
 	if (w->has_views)
-	{
-		writer_flush(w);
 		tuplestore_end(w->rows);
-	}
 	MemoryContextDelete(w->cxt);
 }
 

@@ -23,6 +23,7 @@
 
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_opclass.h"
@@ -50,6 +51,7 @@
 #include "utils/syscache.h"
 
 #include "agg_support.h"
+#include "catalog.h"
 #include "view_compile.h"
 #include "window.h"
 
@@ -395,9 +397,45 @@ sp_view_canonical_sql(RawStmt *raw, const char *source)
 	return sql;
 }
 
+/* OIDs of the window functions */
+typedef struct WindowFuncs
+{
+	Oid			tumble2;
+	Oid			tumble3;
+	Oid			hop;
+	Oid			session;
+	Oid			window_end;
+} WindowFuncs;
+
 static void
-classify_window_key(SpViewShape *shape, int keyno, SpKey *key,
-					Oid tumble2, Oid tumble3, Oid hop)
+lookup_window_funcs(WindowFuncs *wf)
+{
+	Oid			ts_iv[3] = {TIMESTAMPTZOID, INTERVALOID, INTERVALOID};
+	Oid			ts_iv_ts[3] = {TIMESTAMPTZOID, INTERVALOID, TIMESTAMPTZOID};
+
+	wf->tumble2 = streamproc_func("tumble", 2, ts_iv);
+	wf->tumble3 = streamproc_func("tumble", 3, ts_iv_ts);
+	wf->hop = streamproc_func("hop", 3, ts_iv);
+	wf->session = streamproc_func("session", 2, ts_iv);
+	wf->window_end = streamproc_func("window_end", 2, ts_iv);
+}
+
+static bool
+is_window_func(Oid funcid, WindowFuncs *wf)
+{
+	return funcid == wf->tumble2 || funcid == wf->tumble3 ||
+		funcid == wf->hop || funcid == wf->session;
+}
+
+static Const *
+interval_const(Interval *iv)
+{
+	return makeConst(INTERVALOID, -1, InvalidOid, sizeof(Interval),
+					 IntervalPGetDatum(iv), false, false);
+}
+
+static void
+classify_window_key(SpViewShape *shape, int keyno, SpKey *key, WindowFuncs *wf)
 {
 	FuncExpr   *f;
 	Node	   *size;
@@ -405,15 +443,26 @@ classify_window_key(SpViewShape *shape, int keyno, SpKey *key,
 	if (!IsA(key->expr, FuncExpr))
 		return;
 	f = (FuncExpr *) key->expr;
-	if (f->funcid != tumble2 && f->funcid != tumble3 && f->funcid != hop)
+	if (!is_window_func(f->funcid, wf))
 		return;
 	if (shape->window_kind != SP_WINDOW_NONE)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("a continuous view can group by at most one window function")));
 	shape->window_key = keyno;
+	shape->window_ts = linitial(f->args);
 	size = lsecond(f->args);
-	if (f->funcid == hop)
+	if (f->funcid == wf->session)
+	{
+		shape->window_kind = SP_WINDOW_SESSION;
+		if (!IsA(size, Const) || ((Const *) size)->constisnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("the gap of streamproc.session() must be a constant")));
+		shape->window_size = DatumGetIntervalP(((Const *) size)->constvalue);
+		(void) sp_window_usecs(shape->window_size, "session gap");
+	}
+	else if (f->funcid == wf->hop)
 	{
 		Node	   *slide = lthird(f->args);
 
@@ -454,11 +503,8 @@ sp_view_shape(const char *canonical_sql)
 	List	   *aggrefs = NIL;
 	List	   *used = NIL;
 	ListCell   *lc;
-	Oid			ts_iv[3] = {TIMESTAMPTZOID, INTERVALOID, INTERVALOID};
-	Oid			ts_iv_ts[3] = {TIMESTAMPTZOID, INTERVALOID, TIMESTAMPTZOID};
-	Oid			tumble2 = streamproc_func("tumble", 2, ts_iv);
-	Oid			tumble3 = streamproc_func("tumble", 3, ts_iv_ts);
-	Oid			hop = streamproc_func("hop", 3, ts_iv);
+	WindowFuncs wf;
+	Index		stream_rti;
 	int			i;
 
 	q = analyze_select(sp_parse_select(canonical_sql), canonical_sql);
@@ -467,7 +513,8 @@ sp_view_shape(const char *canonical_sql)
 	shape->query = q;
 	shape->sql = pstrdup(canonical_sql);
 	shape->window_key = -1;
-	(void) find_stream(q, &shape->stream);
+	stream_rti = find_stream(q, &shape->stream);
+	lookup_window_funcs(&wf);
 
 	/* aggregates of the select list and HAVING */
 	(void) collect_aggrefs_walker((Node *) q->targetList, &aggrefs);
@@ -513,23 +560,35 @@ sp_view_shape(const char *canonical_sql)
 					 errdetail("Group keys are stored in a btree index, and type %s has no default btree operator class.",
 							   format_type_be(key->type)),
 					 errhint("Group by an expression of another type, e.g. a cast to text.")));
-		classify_window_key(shape, i, key, tumble2, tumble3, hop);
+		classify_window_key(shape, i, key, &wf);
 		shape->keys = lappend(shape->keys, key);
 		i++;
 	}
-	if (shape->window_kind == SP_WINDOW_HOP)
+	if (shape->window_kind == SP_WINDOW_HOP || shape->window_kind == SP_WINDOW_SESSION)
 	{
 		ListCell   *alc;
+		Oid			funcid = shape->window_kind == SP_WINDOW_HOP ? wf.hop : wf.session;
+		const char *fname = shape->window_kind == SP_WINDOW_HOP ? "hop" : "session";
 
-		if (func_used_walker((Node *) q->jointree, &hop))
+		if (func_used_walker((Node *) q->jointree, &funcid))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("streamproc.hop() can only be used as a GROUP BY key of a continuous view")));
+					 errmsg("streamproc.%s() can only be used as a GROUP BY key of a continuous view", fname)));
 		foreach(alc, aggrefs)
-			if (func_used_walker((Node *) ((Aggref *) lfirst(alc))->args, &hop))
+			if (func_used_walker((Node *) ((Aggref *) lfirst(alc))->args, &funcid))
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("streamproc.hop() can only be used as a GROUP BY key of a continuous view")));
+						 errmsg("streamproc.%s() can only be used as a GROUP BY key of a continuous view", fname)));
+	}
+
+	/* windows over the stream's event time close as the watermark passes */
+	if (shape->window_kind != SP_WINDOW_NONE && shape->window_size != NULL)
+	{
+		AttrNumber	et = sp_catalog_stream_event_time(shape->stream);
+		Var		   *v = (Var *) shape->window_ts;
+
+		shape->event_time_window = et != InvalidAttrNumber && IsA(v, Var) &&
+			v->varno == stream_rti && v->varattno == et && v->varlevelsup == 0;
 	}
 
 	/* one state column per distinct aggregate call */
@@ -570,6 +629,22 @@ make_count_star(void)
 	return agg;
 }
 
+/* min(ts) or max(ts) of a timestamptz expression */
+static Aggref *
+make_ts_agg(Oid aggfnoid, Expr *ts)
+{
+	Aggref	   *agg = makeNode(Aggref);
+
+	agg->aggfnoid = aggfnoid;
+	agg->aggtype = TIMESTAMPTZOID;
+	agg->aggargtypes = list_make1_oid(TIMESTAMPTZOID);
+	agg->args = list_make1(makeTargetEntry(copyObject(ts), 1, NULL, false));
+	agg->aggkind = AGGKIND_NORMAL;
+	agg->aggsplit = AGGSPLIT_SIMPLE;
+	agg->location = -1;
+	return agg;
+}
+
 static void
 fix_partial_aggrefs(List *tlist)
 {
@@ -584,29 +659,113 @@ fix_partial_aggrefs(List *tlist)
 	}
 }
 
-/*
- * The view's query over one batch, producing one row per group in the state
- * table's layout: keys..., partial states..., row count.
- */
-PlannedStmt *
-sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
+static FuncExpr *
+tumble_call(Expr *ts, Interval *size)
 {
-	Query	   *q;
-	List	   *rewritten;
-	Index		rti = 0;
-	ListCell   *lc;
-	List	   *tlist = NIL;
-	AttrNumber	resno = 1;
-	int			keyno = 0;
-	PlannedStmt *stmt;
-	Agg		   *agg;
-	int			nestlevel;
+	Oid			ts_iv[2] = {TIMESTAMPTZOID, INTERVALOID};
 
-	rewritten = QueryRewrite(copyObject(shape->query));
+	return makeFuncExpr(streamproc_func("tumble", 2, ts_iv), TIMESTAMPTZOID,
+						list_make2(copyObject(ts), interval_const(size)),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+}
+
+/*
+ * The group key as stored: hop is kept at slide granularity, a session at
+ * gap granularity (rows in one gap-long bucket are always in one session).
+ */
+static Expr *
+stored_key_expr(SpViewShape *shape, int keyno)
+{
+	SpKey	   *key = list_nth(shape->keys, keyno);
+
+	if (keyno != shape->window_key)
+		return copyObject(key->expr);
+	if (shape->window_kind == SP_WINDOW_HOP)
+		return (Expr *) tumble_call(shape->window_ts, shape->window_slide);
+	if (shape->window_kind == SP_WINDOW_SESSION)
+		return (Expr *) tumble_call(shape->window_ts, shape->window_size);
+	return copyObject(key->expr);
+}
+
+/*
+ * End of the earliest window a stream row belongs to: once the watermark
+ * reaches it, the row is late.
+ *   tumble   window_end(tumble(ts, size), size)
+ *   hop      window_end(tumble(ts, slide), slide)  -- its first window closes
+ *   session  window_end(ts, gap)                   -- its own session closes
+ */
+static Expr *
+row_window_end(SpViewShape *shape)
+{
+	Oid			ts_iv[2] = {TIMESTAMPTZOID, INTERVALOID};
+	Expr	   *start;
+	Interval   *len;
+
+	switch (shape->window_kind)
+	{
+		case SP_WINDOW_HOP:
+			start = stored_key_expr(shape, shape->window_key);
+			len = shape->window_slide;
+			break;
+		case SP_WINDOW_SESSION:
+			start = copyObject(shape->window_ts);
+			len = shape->window_size;
+			break;
+		default:
+			start = stored_key_expr(shape, shape->window_key);
+			len = shape->window_size;
+			break;
+	}
+	return (Expr *) makeFuncExpr(streamproc_func("window_end", 2, ts_iv), TIMESTAMPTZOID,
+								 list_make2(start, interval_const(len)),
+								 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+}
+
+/* row_window_end <= $1, where $1 is the watermark when the batch arrived */
+static Expr *
+row_closed_qual(SpViewShape *shape)
+{
+	Param	   *wm = makeNode(Param);
+
+	wm->paramkind = PARAM_EXTERN;
+	wm->paramid = 1;
+	wm->paramtype = TIMESTAMPTZOID;
+	wm->paramtypmod = -1;
+	wm->paramcollid = InvalidOid;
+	wm->location = -1;
+	return make_opclause(OpernameGetOprid(list_make2(makeString("pg_catalog"), makeString("<=")),
+										  TIMESTAMPTZOID, TIMESTAMPTZOID),
+						 BOOLOID, false,
+						 row_window_end(shape), (Expr *) wm,
+						 InvalidOid, InvalidOid);
+}
+
+static void
+add_qual(Query *q, Node *qual)
+{
+	if (q->jointree->quals == NULL)
+		q->jointree->quals = qual;
+	else
+		q->jointree->quals = (Node *) makeBoolExpr(AND_EXPR,
+												   list_make2(q->jointree->quals, qual), -1);
+}
+
+/*
+ * The view's query, rewritten, with the stream replaced by the batch (an
+ * ephemeral named relation) and joined tables read as the view's owner.
+ * *stream_rti receives the batch's range table index.
+ */
+static Query *
+batch_query(SpViewShape *shape, Oid owner, int batch_rows, Index *stream_rti)
+{
+	List	   *rewritten = QueryRewrite(copyObject(shape->query));
+	Query	   *q;
+	ListCell   *lc;
+	Index		rti = 0;
+
 	if (list_length(rewritten) != 1)
 		elog(ERROR, "continuous view query rewrote to %d queries", list_length(rewritten));
 	q = linitial_node(Query, rewritten);
-
 	foreach(lc, q->rtable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
@@ -615,54 +774,80 @@ sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
 		if (rte->rtekind != RTE_RELATION)
 			continue;
 		if (rte->relid == shape->stream)
-		{
-			/* the stream becomes the batch */
-			Relation	rel = table_open(rte->relid, AccessShareLock);
-			TupleDesc	desc = RelationGetDescr(rel);
-			int			a;
-
-			rte->rtekind = RTE_NAMEDTUPLESTORE;
-			rte->enrname = SP_BATCH_ENR_NAME;
-			rte->enrtuples = batch_rows;
-			rte->rellockmode = NoLock;
-			rte->requiredPerms = 0;
-			rte->checkAsUser = InvalidOid;
-			rte->selectedCols = NULL;
-			rte->coltypes = rte->coltypmods = rte->colcollations = NIL;
-			for (a = 0; a < desc->natts; a++)
-			{
-				Form_pg_attribute att = TupleDescAttr(desc, a);
-
-				rte->coltypes = lappend_oid(rte->coltypes,
-											att->attisdropped ? InvalidOid : att->atttypid);
-				rte->coltypmods = lappend_int(rte->coltypmods,
-											  att->attisdropped ? 0 : att->atttypmod);
-				rte->colcollations = lappend_oid(rte->colcollations,
-												 att->attisdropped ? InvalidOid : att->attcollation);
-			}
-			table_close(rel, AccessShareLock);
-		}
+			*stream_rti = rti;
 		else if (!OidIsValid(rte->checkAsUser))
 			rte->checkAsUser = owner;	/* joined tables: read as the view's owner */
 	}
+	return q;
+}
+
+/* Turn the stream's range table entry into the batch. */
+static void
+stream_to_batch(Query *q, Index stream_rti, int batch_rows)
+{
+	RangeTblEntry *rte = rt_fetch(stream_rti, q->rtable);
+	Relation	rel = table_open(rte->relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			a;
+
+	rte->rtekind = RTE_NAMEDTUPLESTORE;
+	rte->enrname = SP_BATCH_ENR_NAME;
+	rte->enrtuples = batch_rows;
+	rte->rellockmode = NoLock;
+	rte->requiredPerms = 0;
+	rte->checkAsUser = InvalidOid;
+	rte->selectedCols = NULL;
+	rte->coltypes = rte->coltypmods = rte->colcollations = NIL;
+	for (a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		rte->coltypes = lappend_oid(rte->coltypes,
+									att->attisdropped ? InvalidOid : att->atttypid);
+		rte->coltypmods = lappend_int(rte->coltypmods,
+									  att->attisdropped ? 0 : att->atttypmod);
+		rte->colcollations = lappend_oid(rte->colcollations,
+										 att->attisdropped ? InvalidOid : att->attcollation);
+	}
+	table_close(rel, AccessShareLock);
+}
+
+static PlannedStmt *
+plan_batch_query(Query *q, SpViewShape *shape)
+{
+	int			nestlevel = sp_push_catalog_search_path();
+	PlannedStmt *stmt = pg_plan_query(q, shape->sql, 0, NULL);
+
+	sp_pop_search_path(nestlevel);
+	return stmt;
+}
+
+/*
+ * The view's query over one batch, producing one row per group in the state
+ * table's layout: keys..., partial states..., row count [, for sessions:
+ * least and greatest event time].  For event-time windows only the rows
+ * whose window is still open ($1 = watermark at arrival) take part.
+ */
+PlannedStmt *
+sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
+{
+	Index		stream_rti = 0;
+	Query	   *q = batch_query(shape, owner, batch_rows, &stream_rti);
+	ListCell   *lc;
+	List	   *tlist = NIL;
+	AttrNumber	resno = 1;
+	int			keyno = 0;
+	PlannedStmt *stmt;
+	Agg		   *agg;
 
 	/* keys..., states..., count(*) */
 	foreach(lc, shape->keys)
 	{
 		SpKey	   *key = lfirst(lc);
-		Expr	   *expr = copyObject(key->expr);
 		TargetEntry *tle;
 
-		if (shape->window_kind == SP_WINDOW_HOP && keyno == shape->window_key)
-		{
-			/* store hop at slide granularity: tumble(ts, slide) */
-			FuncExpr   *hop = (FuncExpr *) expr;
-			Oid			ts_iv[2] = {TIMESTAMPTZOID, INTERVALOID};
-
-			hop->funcid = streamproc_func("tumble", 2, ts_iv);
-			hop->args = list_make2(linitial(hop->args), lthird(hop->args));
-		}
-		tle = makeTargetEntry(expr, resno++, pstrdup(key->name), false);
+		tle = makeTargetEntry(stored_key_expr(shape, keyno), resno++,
+							  pstrdup(key->name), false);
 		tle->ressortgroupref = key->sortgroupref;
 		tlist = lappend(tlist, tle);
 		keyno++;
@@ -676,14 +861,28 @@ sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
 	}
 	tlist = lappend(tlist, makeTargetEntry((Expr *) make_count_star(), resno++,
 										   pstrdup(SP_ROWS_COLUMN), false));
+	if (shape->window_kind == SP_WINDOW_SESSION)
+	{
+		tlist = lappend(tlist, makeTargetEntry((Expr *) make_ts_agg(F_MIN_TIMESTAMPTZ, shape->window_ts),
+											   resno++, pstrdup("_session_first"), false));
+		tlist = lappend(tlist, makeTargetEntry((Expr *) make_ts_agg(F_MAX_TIMESTAMPTZ, shape->window_ts),
+											   resno++, pstrdup(SP_SESSION_END_COLUMN), false));
+	}
 	q->targetList = tlist;
 	q->havingQual = NULL;
 	q->hasAggs = true;
+	if (shape->event_time_window)
+	{
+		BooleanTest *open = makeNode(BooleanTest);
 
-	nestlevel = sp_push_catalog_search_path();
-	stmt = pg_plan_query(q, shape->sql, 0, NULL);
-	sp_pop_search_path(nestlevel);
+		open->arg = row_closed_qual(shape);
+		open->booltesttype = IS_NOT_TRUE;
+		open->location = -1;
+		add_qual(q, (Node *) open);
+	}
+	stream_to_batch(q, stream_rti, batch_rows);
 
+	stmt = plan_batch_query(q, shape);
 	if (!IsA(stmt->planTree, Agg))
 		elog(ERROR, "unexpected plan node %d at the top of a continuous view's partial plan",
 			 (int) nodeTag(stmt->planTree));
@@ -691,6 +890,52 @@ sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
 	agg->aggsplit = AGGSPLIT_INITIAL_SERIAL;
 	fix_partial_aggrefs(agg->plan.targetlist);
 	return stmt;
+}
+
+/*
+ * The rows of a batch that are late for an event-time view, in the layout
+ * of streamproc.late_rows: (stream, view, row as jsonb, event time,
+ * watermark at arrival, arrival time).  Rows the view's WHERE or joins
+ * would drop anyway are not late.
+ */
+PlannedStmt *
+sp_view_late_plan(SpViewShape *shape, Oid owner, int batch_rows, Oid view_relid)
+{
+	Index		stream_rti = 0;
+	Query	   *q = batch_query(shape, owner, batch_rows, &stream_rti);
+	Var		   *row;
+	Param	   *wm = makeNode(Param);
+	List	   *tlist = NIL;
+
+	Assert(shape->event_time_window);
+	row = makeWholeRowVar(rt_fetch(stream_rti, q->rtable), stream_rti, 0, false);
+	wm->paramkind = PARAM_EXTERN;
+	wm->paramid = 1;
+	wm->paramtype = TIMESTAMPTZOID;
+	wm->paramtypmod = -1;
+	wm->location = -1;
+
+	tlist = lappend(tlist, makeTargetEntry((Expr *) makeConst(REGCLASSOID, -1, InvalidOid, 4,
+															  ObjectIdGetDatum(shape->stream), false, true),
+										   1, "stream", false));
+	tlist = lappend(tlist, makeTargetEntry((Expr *) makeConst(REGCLASSOID, -1, InvalidOid, 4,
+															  ObjectIdGetDatum(view_relid), false, true),
+										   2, "view", false));
+	tlist = lappend(tlist, makeTargetEntry((Expr *) makeFuncExpr(F_TO_JSONB, JSONBOID, list_make1(row),
+																 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL),
+										   3, "row", false));
+	tlist = lappend(tlist, makeTargetEntry(copyObject(shape->window_ts), 4, "event_time", false));
+	tlist = lappend(tlist, makeTargetEntry((Expr *) wm, 5, "watermark", false));
+	tlist = lappend(tlist, makeTargetEntry((Expr *) makeFuncExpr(F_STATEMENT_TIMESTAMP, TIMESTAMPTZOID, NIL,
+																 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL),
+										   6, "arrived_at", false));
+	q->targetList = tlist;
+	q->groupClause = NIL;
+	q->havingQual = NULL;
+	q->hasAggs = false;
+	add_qual(q, (Node *) row_closed_qual(shape));
+	stream_to_batch(q, stream_rti, batch_rows);
+	return plan_batch_query(q, shape);
 }
 
 /* ------------------------------------------------------------------------
@@ -821,7 +1066,7 @@ regtype_array_literal(SpAggCol *col)
  * with search_path = pg_catalog, so every name in it is qualified.
  */
 char *
-sp_view_read_sql(SpViewShape *shape, Oid state_relid)
+sp_view_read_sql(SpViewShape *shape, Oid state_relid, bool emit_final)
 {
 	StringInfoData sql;
 	ReadContext ctx;
@@ -905,8 +1150,24 @@ sp_view_read_sql(SpViewShape *shape, Oid state_relid)
 		}
 		appendStringInfoString(&sql, ") s");
 	}
+
+	/* emit 'final': only windows the watermark has closed */
+	if (emit_final)
+	{
+		SpKey	   *winkey = list_nth(shape->keys, shape->window_key);
+		const char *endcol = shape->window_kind == SP_WINDOW_SESSION ?
+			SP_SESSION_END_COLUMN : winkey->name;
+
+		appendStringInfo(&sql, " WHERE streamproc.window_end(s.%s, %s::pg_catalog.interval)"
+						 " <= (SELECT streamproc.watermark(%s::pg_catalog.regclass))",
+						 quote_identifier(endcol),
+						 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
+																				IntervalPGetDatum(shape->window_size)))),
+						 quote_literal_cstr(quote_qualified_identifier(get_namespace_name(get_rel_namespace(shape->stream)),
+																	   get_rel_name(shape->stream))));
+	}
 	if (shape->query->havingQual)
-		appendStringInfo(&sql, " WHERE %s",
+		appendStringInfo(&sql, " %s %s", emit_final ? "AND" : "WHERE",
 						 deparse_expression(read_mutator(shape->query->havingQual, &ctx),
 											dpcontext, true, false));
 	sp_pop_search_path(nestlevel);

@@ -16,7 +16,8 @@ typedef enum SpWindowKind
 {
 	SP_WINDOW_NONE,
 	SP_WINDOW_TUMBLE,
-	SP_WINDOW_HOP
+	SP_WINDOW_HOP,
+	SP_WINDOW_SESSION
 } SpWindowKind;
 
 /* a group key: a state table column with its grouping expression */
@@ -51,11 +52,15 @@ typedef struct SpViewShape
 	bool		grouped;		/* false: no GROUP BY, one implicit group */
 	SpWindowKind window_kind;
 	int			window_key;		/* index into keys, or -1 */
-	Interval   *window_size;	/* constant size of tumble/hop, or NULL */
+	Expr	   *window_ts;		/* the window's timestamp argument */
+	Interval   *window_size;	/* constant tumble/hop size, session gap; or NULL */
 	Interval   *window_slide;	/* hop slide */
+	bool		event_time_window;	/* window of the stream's event time: closes
+									 * with the watermark */
 } SpViewShape;
 
 #define SP_ROWS_COLUMN "_rows"
+#define SP_SESSION_END_COLUMN "_session_end"
 
 extern bool sp_is_stream(Oid relid);
 extern Oid	sp_stream_server_oid(bool missing_ok);
@@ -63,7 +68,10 @@ extern char *sp_view_canonical_sql(RawStmt *raw, const char *source);
 extern SpViewShape *sp_view_shape(const char *canonical_sql);
 extern PlannedStmt *sp_view_partial_plan(SpViewShape *shape, Oid owner,
 										 int batch_rows);
-extern char *sp_view_read_sql(SpViewShape *shape, Oid state_relid);
+extern PlannedStmt *sp_view_late_plan(SpViewShape *shape, Oid owner,
+									  int batch_rows, Oid view_relid);
+extern char *sp_view_read_sql(SpViewShape *shape, Oid state_relid,
+							  bool emit_final);
 extern int	sp_push_catalog_search_path(void);
 extern void sp_pop_search_path(int nestlevel);
 extern RawStmt *sp_parse_select(const char *sql);

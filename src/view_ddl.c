@@ -43,6 +43,7 @@
 #include "catalog.h"
 #include "view_compile.h"
 #include "view_ddl.h"
+#include "window.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
@@ -77,18 +78,31 @@ create_state_table(SpViewShape *shape, int64 id)
 	char	   *name = psprintf("state_%lld", (long long) id);
 	char	   *qname = quote_qualified_identifier("streamproc", name);
 	ListCell   *lc;
+	int			keyno = 0;
 
 	initStringInfo(&sql);
 	initStringInfo(&keys);
 	appendStringInfo(&sql, "CREATE TABLE %s (", qname);
+	/*
+	 * Index order: a tumble/hop window first, so that new windows append at
+	 * the right edge and retention deletes a range; a session start last, so
+	 * that the sessions of one key are a range.
+	 */
+	if (shape->window_kind == SP_WINDOW_TUMBLE || shape->window_kind == SP_WINDOW_HOP)
+		appendStringInfoString(&keys, quote_identifier(((SpKey *) list_nth(shape->keys, shape->window_key))->name));
 	foreach(lc, shape->keys)
 	{
 		SpKey	   *key = lfirst(lc);
 
 		appendStringInfo(&sql, "%s, ", column_def(key->name, key->type, key->typmod,
 												  key->collation));
-		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", quote_identifier(key->name));
+		if (keyno != shape->window_key || shape->window_kind == SP_WINDOW_NONE)
+			appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", quote_identifier(key->name));
+		keyno++;
 	}
+	if (shape->window_kind == SP_WINDOW_SESSION)
+		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "",
+						 quote_identifier(((SpKey *) list_nth(shape->keys, shape->window_key))->name));
 	foreach(lc, shape->aggs)
 	{
 		SpAggCol   *col = lfirst(lc);
@@ -97,8 +111,10 @@ create_state_table(SpViewShape *shape, int64 id)
 												  col->collation));
 	}
 	/* room on each page for HOT updates of the states */
-	appendStringInfo(&sql, "%s pg_catalog.int8 NOT NULL) WITH (fillfactor = 70)",
-					 SP_ROWS_COLUMN);
+	appendStringInfo(&sql, "%s pg_catalog.int8 NOT NULL%s) WITH (fillfactor = 70)",
+					 SP_ROWS_COLUMN,
+					 shape->window_kind == SP_WINDOW_SESSION ?
+					 ", " SP_SESSION_END_COLUMN " pg_catalog.timestamptz NOT NULL" : "");
 	spi_ddl(sql.data);
 	spi_ddl(psprintf("CREATE UNIQUE INDEX %s ON %s (%s) NULLS NOT DISTINCT",
 					 quote_identifier(psprintf("%s_key", name)), qname, keys.data));
@@ -134,12 +150,6 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid emit mode \"%s\"", emit),
 				 errhint("Use 'changes' or 'final'.")));
-	if (strcmp(emit, "final") == 0 || retention != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("emit 'final' and retention are not available yet"),
-				 errdetail("They need event-time watermarks, which this version of streamproc does not have."),
-				 errhint("Create the view with emit => 'changes' and no retention.")));
 	if (rv->relpersistence == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -147,6 +157,16 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 
 	canonical = sp_view_canonical_sql(raw, source);
 	shape = sp_view_shape(canonical);
+	if ((strcmp(emit, "final") == 0 || retention != NULL) && !shape->event_time_window)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 strcmp(emit, "final") == 0 ?
+				 errmsg("emit 'final' needs a window over the stream's event-time column") :
+				 errmsg("retention needs a window over the stream's event-time column"),
+				 errdetail("Windows close when the watermark of the stream's event time passes their end."),
+				 errhint("Create the stream with event_time => 'column' and group by streamproc.tumble(column, ...), streamproc.hop(column, ...) or streamproc.session(column, ...) with constant sizes.")));
+	if (retention != NULL)
+		(void) sp_window_usecs(retention, "retention");
 
 	/* in-flight writes to the stream finish before the view starts counting */
 	LockRelationOid(shape->stream, ShareRowExclusiveLock);
@@ -161,7 +181,7 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 	SPI_connect();
 	nestlevel = sp_push_catalog_search_path();
 	state_relid = create_state_table(shape, id);
-	read_sql = sp_view_read_sql(shape, state_relid);
+	read_sql = sp_view_read_sql(shape, state_relid, strcmp(emit, "final") == 0);
 	spi_ddl(psprintf("CREATE VIEW %s AS %s",
 					 quote_qualified_identifier(get_namespace_name(nspid), rv->relname),
 					 read_sql));
@@ -184,9 +204,11 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 	sp_catalog_insert_view(id, view_relid, shape->stream, state_relid,
 						   query_text, canonical, emit, retention,
 						   shape->window_kind == SP_WINDOW_HOP ? "hop" :
-						   shape->window_kind == SP_WINDOW_TUMBLE ? "tumble" : NULL,
+						   shape->window_kind == SP_WINDOW_TUMBLE ? "tumble" :
+						   shape->window_kind == SP_WINDOW_SESSION ? "session" : NULL,
 						   winkey ? winkey->name : NULL,
-						   shape->window_size, shape->window_slide);
+						   shape->window_size, shape->window_slide,
+						   shape->event_time_window);
 
 	/* backends writing to the stream reload its views */
 	CacheInvalidateRelcacheByRelid(shape->stream);

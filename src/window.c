@@ -162,3 +162,20 @@ sp_window_end(PG_FUNCTION_ARGS)
 				 errmsg("timestamp out of range")));
 	PG_RETURN_TIMESTAMPTZ(result);
 }
+
+PG_FUNCTION_INFO_V1(sp_session);
+
+/*
+ * streamproc.session(ts, gap): only meaningful as a GROUP BY key of a
+ * continuous view, where the session of a row depends on its neighbours.
+ */
+Datum
+sp_session(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("streamproc.session() can only be used as a GROUP BY key of a continuous view"),
+			 errdetail("A session is made of neighbouring rows, which a single call cannot see."),
+			 errhint("Use it in the GROUP BY of streamproc.create_view(), or use streamproc.tumble() here.")));
+	PG_RETURN_NULL();
+}
