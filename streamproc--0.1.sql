@@ -264,8 +264,8 @@ BEGIN
                            v.state_table)
                USING v.window_size, wm INTO windows_open;
         ELSIF v.window_kind = 'hop' THEN
-            EXECUTE format('SELECT count(DISTINCT w) FROM %s, streamproc.hop_windows(%I, $1, $2) w
-                             WHERE NOT coalesce(streamproc.window_end(w, $1) <= $3, false)',
+            EXECUTE format('SELECT count(DISTINCT hw.ws) FROM %s st, streamproc.hop_windows(st.%I, $1, $2) hw(ws)
+                             WHERE NOT coalesce(streamproc.window_end(hw.ws, $1) <= $3, false)',
                            v.state_table, v.window_column)
                USING v.window_size, v.window_slide, wm INTO windows_open;
         ELSIF v.window_kind = 'tumble' THEN

@@ -212,6 +212,8 @@ sp_catalog_forget(Oid relid)
 	SPI_connect();
 	spi_exec("DELETE FROM streamproc.view_defs WHERE relid = $1 OR stream = $1 OR state_table = $1",
 			 1, types, values, NULL, SPI_OK_DELETE);
+	spi_exec("DELETE FROM streamproc.late_rows WHERE stream = $1 OR view = $1",
+			 1, types, values, NULL, SPI_OK_DELETE);
 	spi_exec("DELETE FROM streamproc.stream_defs WHERE relid = $1",
 			 1, types, values, NULL, SPI_OK_DELETE);
 	SPI_finish();

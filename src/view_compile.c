@@ -564,6 +564,12 @@ sp_view_shape(const char *canonical_sql)
 		shape->keys = lappend(shape->keys, key);
 		i++;
 	}
+	/* a session needs its neighbours: only a GROUP BY key can be one */
+	if (func_used_walker((Node *) q->jointree, &wf.session) ||
+		func_used_walker(q->havingQual, &wf.session))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("streamproc.session() can only be used as a GROUP BY key of a continuous view")));
 	if (shape->window_kind == SP_WINDOW_HOP || shape->window_kind == SP_WINDOW_SESSION)
 	{
 		ListCell   *alc;

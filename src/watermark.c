@@ -107,7 +107,7 @@ sp_advance_watermark(PG_FUNCTION_ARGS)
 	if (!sp_is_stream(stream) || !sp_catalog_stream_exists(stream))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("relation with OID %u is not a stream", stream)));
+				 errmsg("\"%s\" is not a stream", get_rel_name(stream) ? get_rel_name(stream) : "?")));
 	if (!pg_class_ownercheck(stream, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_FOREIGN_TABLE, get_rel_name(stream));
 	if (TIMESTAMP_NOT_FINITE(PG_GETARG_TIMESTAMPTZ(1)))
