@@ -52,5 +52,23 @@ is($node->safe_psql('postgres', 'SELECT sum(n), sum(total) FROM v'),
 $node->safe_psql('postgres', q{INSERT INTO s VALUES (1, 1, '2024-01-01 00:00:00+00')});
 is($node->safe_psql('postgres', 'SELECT sum(n) FROM v'), '1002', 'applies after recovery');
 
+# watermarks and late rows are as durable as the views
+$node->safe_psql('postgres', q{
+    SELECT streamproc.create_stream('e', 'k int, ts timestamptz', event_time => 'ts', watermark_delay => '1 minute');
+    SELECT streamproc.create_view('ev', $$SELECT k, streamproc.tumble(ts, '1 minute') AS w, count(*) AS n
+                                            FROM e GROUP BY k, w$$, emit => 'final');
+    INSERT INTO e VALUES (1, '2024-01-01 00:00:10+00'), (1, '2024-01-01 00:05:00+00');
+    INSERT INTO e VALUES (1, '2024-01-01 00:00:20+00');
+});
+$node->stop('immediate');
+$node->start;
+is($node->safe_psql('postgres', q{SELECT streamproc.watermark('e') AT TIME ZONE 'UTC'}),
+   '2024-01-01 00:04:00', 'watermark survives an immediate stop');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM streamproc.late_rows'), '1', 'late row survives');
+is($node->safe_psql('postgres', q{SELECT n FROM ev}), '1', 'closed window is final');
+$node->safe_psql('postgres', q{INSERT INTO e VALUES (1, '2024-01-01 00:00:30+00')});
+is($node->safe_psql('postgres', 'SELECT count(*) FROM streamproc.late_rows'), '2',
+   'rows behind the recovered watermark are late');
+
 $node->stop;
 done_testing();
