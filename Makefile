@@ -21,3 +21,10 @@ SHLIB_LINK  = -lrdkafka
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# The mock Kafka cluster the tests consume from and produce to.
+MOCK_KAFKA = test/kafka/mock_kafka
+all: $(MOCK_KAFKA)
+$(MOCK_KAFKA): test/kafka/mock_kafka.c
+	$(CC) $(CFLAGS) -Wall -Werror -o $@ $< -lrdkafka
+EXTRA_CLEAN = $(MOCK_KAFKA)

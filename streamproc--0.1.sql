@@ -2,6 +2,10 @@
 
 \echo Use "CREATE EXTENSION streamproc" to load this file. \quit
 
+-- Window functions and watermark() are for everyone; what administers
+-- streams, views and sources is revoked from PUBLIC one by one below.
+GRANT USAGE ON SCHEMA streamproc TO PUBLIC;
+
 -- Loading the module first: outside shared_preload_libraries this fails
 -- with a hint, before anything is created.
 CREATE FUNCTION streamproc.stream_fdw_handler() RETURNS fdw_handler
@@ -76,8 +80,10 @@ SELECT pg_catalog.pg_extension_config_dump('streamproc.view_defs_id_seq', '');
 
 -- Plain DROP commands (DROP VIEW, DROP FOREIGN TABLE ... CASCADE) remove
 -- catalog rows through this trigger; drop_view()/drop_stream() do it directly.
+-- SECURITY DEFINER: it runs for every DROP in the database, by any user,
+-- and only ever deletes the rows of objects that were just dropped.
 CREATE FUNCTION streamproc.on_sql_drop() RETURNS event_trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $$
 BEGIN
     DELETE FROM streamproc.view_defs v
@@ -92,6 +98,7 @@ BEGIN
      WHERE d.classid = 'pg_class'::regclass AND d.objid = s.relid::oid;
 END
 $$;
+REVOKE ALL ON FUNCTION streamproc.on_sql_drop() FROM PUBLIC;
 CREATE EVENT TRIGGER streamproc_sql_drop ON sql_drop
     EXECUTE FUNCTION streamproc.on_sql_drop();
 
@@ -280,3 +287,13 @@ END
 $$;
 
 CREATE VIEW streamproc.views AS SELECT * FROM streamproc.view_stats();
+
+-- ---------------------------------------------------------------------------
+-- Kafka
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION streamproc.kafka_produce(brokers text, topic text, value text,
+                                         key text DEFAULT NULL, partition int DEFAULT NULL)
+RETURNS bigint AS 'MODULE_PATHNAME', 'sp_kafka_produce' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION streamproc.kafka_produce(text, text, text, text, int) IS
+    'send one message to a Kafka topic and wait for it to be stored; returns its offset';
+REVOKE ALL ON FUNCTION streamproc.kafka_produce(text, text, text, text, int) FROM PUBLIC;

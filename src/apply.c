@@ -162,17 +162,25 @@ sp_apply_init(void)
 	RegisterXactCallback(xact_callback, NULL);
 }
 
+/*
+ * Compile a view as its owner: the owner's rights resolve the names of its
+ * query, and the tables it joins are read with them (like a view's).
+ */
 static CompiledView *
 compile_view(SpViewDef *def, List **deps)
 {
 	CompiledView *cv = palloc0(sizeof(CompiledView));
-	SpViewShape *shape = sp_view_shape(def->sql);
 	Relation	state = table_open(def->state_relid, AccessShareLock);
 	List	   *indexes = RelationGetIndexList(state);
+	SpViewShape *shape;
 	Relation	index;
 	ListCell   *lc;
 	int			i;
 	char	   *state_name;
+	SpSavedUser su;
+
+	sp_become_user(state->rd_rel->relowner, &su);
+	shape = sp_view_shape(def->sql);
 
 	cv->relid = def->relid;
 	cv->state_relid = def->state_relid;
@@ -245,6 +253,7 @@ compile_view(SpViewDef *def, List **deps)
 	*deps = lappend_oid(*deps, def->state_relid);
 	*deps = lappend_oid(*deps, def->relid);
 	*deps = list_concat(*deps, cv->plan->relationOids);
+	sp_catalog_leave(&su);
 	table_close(state, AccessShareLock);
 	return cv;
 }
@@ -693,11 +702,15 @@ apply_retention(CompiledView *v, TimestampTz wm)
 	Oid			types[1] = {TIMESTAMPTZOID};
 	Datum		values[1];
 
+	SpSavedUser su;
+
 	values[0] = TimestampTzGetDatum(wm - v->retention_us - v->window_us);
+	sp_catalog_enter(&su);
 	SPI_connect();
 	if (SPI_execute_with_args(v->retention_sql, 1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "retention of continuous view %u failed", v->relid);
 	SPI_finish();
+	sp_catalog_leave(&su);
 }
 
 /*

@@ -16,7 +16,13 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "miscadmin.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+
+#include "view_compile.h"
 
 #include "catalog.h"
 
@@ -36,6 +42,46 @@ sp_catalog_schema(void)
 	return get_namespace_oid("streamproc", false);
 }
 
+/*
+ * Run as userid, with search_path = pg_catalog, pg_temp, until
+ * sp_catalog_leave().  An error on the way out of the transaction or
+ * subtransaction restores the user and the settings by itself.
+ */
+void
+sp_become_user(Oid userid, SpSavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(userid, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	saved->guc_nestlevel = sp_push_catalog_search_path();
+}
+
+/*
+ * The extension's catalog is read and written by whoever writes to a
+ * stream, on behalf of the extension: as the catalog's owner, never with
+ * the caller's search_path.
+ */
+void
+sp_catalog_enter(SpSavedUser *saved)
+{
+	HeapTuple	tup;
+	Oid			owner;
+	Oid			relid = get_relname_relid("stream_defs", sp_catalog_schema());
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	sp_become_user(owner, saved);
+}
+
+void
+sp_catalog_leave(SpSavedUser *saved)
+{
+	sp_pop_search_path(saved->guc_nestlevel);
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
 static void
 spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
 		 const char *nulls, int expected)
@@ -50,15 +96,18 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
 int64
 sp_catalog_next_view_id(void)
 {
+	SpSavedUser su;
 	bool		isnull;
 	int64		id;
 
+	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("SELECT pg_catalog.nextval('streamproc.view_defs_id_seq')",
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									 SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
+	sp_catalog_leave(&su);
 	return id;
 }
 
@@ -66,6 +115,7 @@ void
 sp_catalog_insert_stream(Oid relid, const char *event_time, Interval *delay,
 						 Interval *idle)
 {
+	SpSavedUser su;
 	Oid			types[4] = {OIDOID, TEXTOID, INTERVALOID, INTERVALOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
@@ -76,10 +126,12 @@ sp_catalog_insert_stream(Oid relid, const char *event_time, Interval *delay,
 	values[2] = IntervalPGetDatum(delay);
 	values[3] = idle ? IntervalPGetDatum(idle) : (Datum) 0;
 	nulls[3] = idle ? ' ' : 'n';
+	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("INSERT INTO streamproc.stream_defs (relid, event_time, watermark_delay, idle_timeout)"
 			 " VALUES ($1, $2, $3, $4)", 4, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
+	sp_catalog_leave(&su);
 }
 
 void
@@ -90,6 +142,7 @@ sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
 					   Interval *window_size, Interval *window_slide,
 					   bool event_time_window)
 {
+	SpSavedUser su;
 	Oid			types[13] = {INT8OID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID,
 	TEXTOID, INTERVALOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID, BOOLOID};
 	Datum		values[13];
@@ -114,24 +167,28 @@ sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
 	values[11] = window_slide ? IntervalPGetDatum(window_slide) : (Datum) 0;
 	nulls[11] = window_slide ? ' ' : 'n';
 	values[12] = BoolGetDatum(event_time_window);
+	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("INSERT INTO streamproc.view_defs (id, relid, stream, state_table, query, canonical_query,"
 			 " emit, retention, window_kind, window_column, window_size, window_slide, event_time_window)"
 			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
 			 13, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
+	sp_catalog_leave(&su);
 }
 
 /* Continuous views of a stream, oldest first, allocated in the caller's context. */
 List *
 sp_catalog_stream_views(Oid stream)
 {
+	SpSavedUser su;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(stream)};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *result = NIL;
 	uint64		i;
 
+	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("SELECT id, relid::oid, state_table::oid, canonical_query, retention"
 			 " FROM streamproc.view_defs WHERE stream = $1 ORDER BY id",
@@ -162,16 +219,19 @@ sp_catalog_stream_views(Oid stream)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+	sp_catalog_leave(&su);
 	return result;
 }
 
 bool
 sp_catalog_view_stream(Oid view_relid, Oid *stream)
 {
+	SpSavedUser su;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(view_relid)};
 	bool		found;
 
+	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("SELECT stream::oid FROM streamproc.view_defs WHERE relid = $1",
 			 1, types, values, NULL, SPI_OK_SELECT);
@@ -184,21 +244,25 @@ sp_catalog_view_stream(Oid view_relid, Oid *stream)
 												 SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	SPI_finish();
+	sp_catalog_leave(&su);
 	return found;
 }
 
 bool
 sp_catalog_stream_exists(Oid relid)
 {
+	SpSavedUser su;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
 	bool		found;
 
+	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("SELECT 1 FROM streamproc.stream_defs WHERE relid = $1",
 			 1, types, values, NULL, SPI_OK_SELECT);
 	found = SPI_processed > 0;
 	SPI_finish();
+	sp_catalog_leave(&su);
 	return found;
 }
 
@@ -206,9 +270,11 @@ sp_catalog_stream_exists(Oid relid)
 void
 sp_catalog_forget(Oid relid)
 {
+	SpSavedUser su;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
 
+	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("DELETE FROM streamproc.view_defs WHERE relid = $1 OR stream = $1 OR state_table = $1",
 			 1, types, values, NULL, SPI_OK_DELETE);
@@ -217,16 +283,19 @@ sp_catalog_forget(Oid relid)
 	spi_exec("DELETE FROM streamproc.stream_defs WHERE relid = $1",
 			 1, types, values, NULL, SPI_OK_DELETE);
 	SPI_finish();
+	sp_catalog_leave(&su);
 }
 
 /* The stream's event-time column, or InvalidAttrNumber. */
 AttrNumber
 sp_catalog_stream_event_time(Oid stream)
 {
+	SpSavedUser su;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(stream)};
 	AttrNumber	att = InvalidAttrNumber;
 
+	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("SELECT event_time::text FROM streamproc.stream_defs WHERE relid = $1",
 			 1, types, values, NULL, SPI_OK_SELECT);
@@ -239,17 +308,21 @@ sp_catalog_stream_event_time(Oid stream)
 			att = get_attnum(stream, TextDatumGetCString(d));
 	}
 	SPI_finish();
+	sp_catalog_leave(&su);
 	return att;
 }
 
 void
 sp_catalog_add_late_rows(Oid view_relid, int64 n)
 {
+	SpSavedUser su;
 	Oid			types[2] = {OIDOID, INT8OID};
 	Datum		values[2] = {ObjectIdGetDatum(view_relid), Int64GetDatum(n)};
 
+	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("UPDATE streamproc.view_defs SET late_rows = late_rows + $2 WHERE relid = $1",
 			 2, types, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
+	sp_catalog_leave(&su);
 }

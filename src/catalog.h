@@ -19,7 +19,18 @@ typedef struct SpViewDef
 	Interval   *retention;		/* or NULL */
 } SpViewDef;
 
+/* who was running, while catalog work runs as the catalog's owner */
+typedef struct SpSavedUser
+{
+	Oid			userid;
+	int			sec_context;
+	int			guc_nestlevel;
+} SpSavedUser;
+
 extern void sp_check_extension(void);
+extern void sp_catalog_enter(SpSavedUser *saved);
+extern void sp_catalog_leave(SpSavedUser *saved);
+extern void sp_become_user(Oid userid, SpSavedUser *saved);
 extern Oid	sp_catalog_schema(void);
 extern int64 sp_catalog_next_view_id(void);
 extern void sp_catalog_insert_stream(Oid relid, const char *event_time,

@@ -39,7 +39,9 @@ sp_watermark_get(Oid stream, TimestampTz *wm)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(stream)};
 	bool		isnull = true;
+	SpSavedUser su;
 
+	sp_catalog_enter(&su);
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT watermark FROM streamproc.stream_defs WHERE relid = $1",
 							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -48,6 +50,7 @@ sp_watermark_get(Oid stream, TimestampTz *wm)
 		*wm = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 												SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
+	sp_catalog_leave(&su);
 	return !isnull;
 }
 
@@ -62,11 +65,13 @@ sp_watermark_observe(Oid stream, const char *input, TimestampTz max_event_time,
 	Oid			types[3] = {OIDOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		values[3];
 	bool		isnull = true;
+	SpSavedUser su;
 
 	values[0] = ObjectIdGetDatum(stream);
 	values[1] = CStringGetTextDatum(input);
 	values[2] = TimestampTzGetDatum(max_event_time);
 
+	sp_catalog_enter(&su);
 	SPI_connect();
 	if (SPI_execute_with_args("INSERT INTO streamproc.stream_inputs AS i (stream, input, max_event_time, last_seen)"
 							  " VALUES ($1, $2, $3, pg_catalog.now())"
@@ -88,6 +93,7 @@ sp_watermark_observe(Oid stream, const char *input, TimestampTz max_event_time,
 		*wm = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 												SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
+	sp_catalog_leave(&su);
 	return !isnull;
 }
 
@@ -102,6 +108,7 @@ sp_advance_watermark(PG_FUNCTION_ARGS)
 	Datum		values[2] = {ObjectIdGetDatum(stream), PG_GETARG_DATUM(1)};
 	TimestampTz wm = 0;
 	bool		isnull = true;
+	SpSavedUser su;
 
 	sp_check_extension();
 	if (!sp_is_stream(stream) || !sp_catalog_stream_exists(stream))
@@ -115,6 +122,7 @@ sp_advance_watermark(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a watermark must be a finite timestamp")));
 
+	sp_catalog_enter(&su);
 	SPI_connect();
 	if (SPI_execute_with_args("UPDATE streamproc.stream_defs SET watermark = GREATEST(watermark, $2)"
 							  " WHERE relid = $1 RETURNING watermark",
@@ -124,6 +132,7 @@ sp_advance_watermark(PG_FUNCTION_ARGS)
 		wm = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
+	sp_catalog_leave(&su);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_TIMESTAMPTZ(wm);
