@@ -120,6 +120,15 @@ SELECT streamproc.latest(v, ts), streamproc.earliest(v, ts)
   FROM (VALUES ('a', '2024-01-01'::timestamptz), ('b', '2024-01-03'), (NULL, '2024-01-02'), ('c', NULL)) x(v, ts);
 SELECT streamproc.latest(v, ts) FROM (VALUES (1, NULL::timestamptz)) x(v, ts);
 
+-- finalize/combine are callable by anyone: their arguments are checked
+SELECT streamproc.finalize(5::int8, 'pg_catalog.count()'::regprocedure, '{}', NULL::text);
+SELECT streamproc.finalize(5::int8, 'pg_catalog.count()'::regprocedure, '{}', NULL::int8);
+SELECT streamproc.combine(x, 'pg_catalog.avg(int8)'::regprocedure, '{int8}') FROM (VALUES (5::int8)) v(x);
+SELECT streamproc.finalize(5::int8, 'pg_catalog.sum(int4)'::regprocedure, '{text}', NULL::int8);
+SELECT streamproc.finalize(5::int8, 'pg_catalog.int4pl(int4,int4)'::regprocedure, '{int4,int4}', NULL::int4);
+SELECT streamproc.finalize('\x0000000000000000000000170000000005'::bytea,
+       'streamproc.latest(anyelement,timestamptz)', '{text,timestamptz}', NULL::text);
+
 SELECT streamproc.drop_stream('m', cascade => true);
 DROP TABLE m_t;
 DROP AGGREGATE my_mean(int);

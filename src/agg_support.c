@@ -29,6 +29,7 @@
 #include "fmgr.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_agg.h"
+#include "parser/parse_coerce.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -298,12 +299,16 @@ combine_into(SpAggInfo *info, Node *context, MemoryContext aggcxt,
 	result = FunctionCallInvoke(fcinfo);
 	*transnull = fcinfo->isnull;
 
-	if (!info->transbyval && !info->internal && !*transnull &&
+	if (!info->transbyval && !info->internal &&
 		DatumGetPointer(result) != DatumGetPointer(trans))
 	{
 		MemoryContext old = MemoryContextSwitchTo(aggcxt);
 
-		result = datumCopy(result, false, info->translen);
+		/* as nodeAgg: keep the new value, free the one it replaced */
+		if (!fcinfo->isnull)
+			result = datumCopy(result, false, info->translen);
+		if (!fcinfo->args[0].isnull)
+			pfree(DatumGetPointer(trans));
 		MemoryContextSwitchTo(old);
 	}
 	return result;
@@ -415,12 +420,129 @@ decode_argtypes(ArrayType *arr, Oid **argtypes)
 	return n;
 }
 
-typedef struct FinalizeCache
+/*
+ * The (agg, argtypes) pair of a finalize/combine call comes from SQL, so
+ * anyone can pass anything: check that agg is an aggregate taking argtypes
+ * and return its result type for them.
+ */
+static Oid
+checked_result_type(Oid aggfnoid, int nargs, const Oid *argtypes)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(aggfnoid));
+	Form_pg_proc proc;
+	Oid			result;
+	int			i;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", aggfnoid)));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (proc->prokind != PROKIND_AGGREGATE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s is not an aggregate", format_procedure(aggfnoid))));
+	if (proc->pronargs != nargs)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("aggregate %s takes %d arguments, not %d",
+						format_procedure(aggfnoid), proc->pronargs, nargs)));
+	for (i = 0; i < nargs; i++)
+	{
+		Oid			declared = proc->proargtypes.values[i];
+
+		if (get_typtype(argtypes[i]) == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("type with OID %u does not exist", argtypes[i])));
+		if (declared != argtypes[i] && declared != ANYOID && !IsPolymorphicType(declared))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("aggregate %s does not take %s as argument %d",
+							format_procedure(aggfnoid), format_type_be(argtypes[i]), i + 1)));
+	}
+	result = enforce_generic_type_consistency(argtypes, proc->proargtypes.values,
+											  nargs, proc->prorettype, false);
+	ReleaseSysCache(tup);
+	return result;
+}
+
+/* An aggregate's support functions, set up once per call site. */
+typedef struct CallSite
 {
 	Oid			aggfnoid;
+	int			nargs;
+	Oid			argtypes[FUNC_MAX_ARGS];
+	Oid			outtype;		/* finalize: result; combine: state */
+	MemoryContext cxt;
 	SpAggInfo	info;
 	SpAggCall  *call;
-} FinalizeCache;
+} CallSite;
+
+/*
+ * The call site's aggregate info, (re)built when the call's arguments
+ * differ from the cached ones.  outtype is what the call produces: checked
+ * against the aggregate's result (finalize) or stored state type (combine).
+ */
+static CallSite *
+call_site(FunctionCallInfo fcinfo, bool finalize)
+{
+	CallSite   *site = (CallSite *) fcinfo->flinfo->fn_extra;
+	int			aggarg = finalize ? 1 : 2;
+	Oid			aggfnoid;
+	Oid		   *argtypes;
+	int			nargs;
+	Oid			outtype;
+	Oid			resulttype;
+	Oid			statetype = get_fn_expr_argtype(fcinfo->flinfo, finalize ? 0 : 1);
+
+	if (PG_ARGISNULL(aggarg) || PG_ARGISNULL(aggarg + 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("aggregate and argument types must not be NULL")));
+	aggfnoid = PG_GETARG_OID(aggarg);
+	nargs = decode_argtypes(PG_GETARG_ARRAYTYPE_P(aggarg + 1), &argtypes);
+	outtype = finalize ? get_fn_expr_argtype(fcinfo->flinfo, 3) : statetype;
+
+	if (site != NULL && site->aggfnoid == aggfnoid && site->nargs == nargs &&
+		site->outtype == outtype &&
+		memcmp(site->argtypes, argtypes, sizeof(Oid) * nargs) == 0)
+		return site;
+
+	if (nargs > FUNC_MAX_ARGS)
+		ereport(ERROR,
+				(errcode(ERRCODE_TOO_MANY_ARGUMENTS),
+				 errmsg("too many argument types")));
+	resulttype = checked_result_type(aggfnoid, nargs, argtypes);
+	if (finalize && resulttype != outtype)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("aggregate %s returns %s, not %s", format_procedure(aggfnoid),
+						format_type_be(resulttype), format_type_be(outtype))));
+
+	if (site != NULL)
+		MemoryContextDelete(site->cxt);
+	else
+		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSite));
+	site->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "streamproc aggregate call site",
+									  ALLOCSET_SMALL_SIZES);
+	sp_agg_info_init(&site->info, aggfnoid, nargs, argtypes, resulttype,
+					 PG_GET_COLLATION(), site->cxt);
+	if (statetype != site->info.storedtype)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("state of type %s does not match aggregate %s",
+						format_type_be(statetype), format_procedure(aggfnoid)),
+				 errdetail("The aggregate stores states of type %s.",
+						   format_type_be(site->info.storedtype))));
+	site->call = sp_agg_call_create(site->cxt);
+	site->aggfnoid = aggfnoid;
+	site->nargs = nargs;
+	memcpy(site->argtypes, argtypes, sizeof(Oid) * nargs);
+	site->outtype = outtype;
+	fcinfo->flinfo->fn_extra = site;
+	return site;
+}
 
 PG_FUNCTION_INFO_V1(sp_finalize);
 
@@ -431,61 +553,26 @@ PG_FUNCTION_INFO_V1(sp_finalize);
 Datum
 sp_finalize(PG_FUNCTION_ARGS)
 {
-	FinalizeCache *cache = (FinalizeCache *) fcinfo->flinfo->fn_extra;
-	Oid			aggfnoid;
+	CallSite   *site = call_site(fcinfo, true);
 	Datum		result;
 	bool		isnull;
+	int16		typlen;
+	bool		typbyval;
 
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("aggregate and argument types must not be NULL")));
-	aggfnoid = PG_GETARG_OID(1);
-
-	if (cache == NULL || cache->aggfnoid != aggfnoid)
-	{
-		MemoryContext fcxt = fcinfo->flinfo->fn_mcxt;
-		Oid		   *argtypes;
-		int			nargs;
-		Oid			resulttype = get_fn_expr_argtype(fcinfo->flinfo, 3);
-
-		cache = MemoryContextAllocZero(fcxt, sizeof(FinalizeCache));
-		nargs = decode_argtypes(PG_GETARG_ARRAYTYPE_P(2), &argtypes);
-		sp_agg_info_init(&cache->info, aggfnoid, nargs, argtypes, resulttype,
-						 PG_GET_COLLATION(), fcxt);
-		cache->call = sp_agg_call_create(fcxt);
-		cache->aggfnoid = aggfnoid;
-		fcinfo->flinfo->fn_extra = cache;
-	}
-	if (!PG_ARGISNULL(0) &&
-		get_fn_expr_argtype(fcinfo->flinfo, 0) != cache->info.storedtype)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("state of type %s does not match aggregate %s",
-						format_type_be(get_fn_expr_argtype(fcinfo->flinfo, 0)),
-						format_procedure(aggfnoid)),
-				 errdetail("The aggregate stores states of type %s.",
-						   format_type_be(cache->info.storedtype))));
-
-	MemoryContextReset(cache->call->cxt);
-	result = sp_agg_finalize_stored(&cache->info, cache->call,
+	MemoryContextReset(site->call->cxt);
+	result = sp_agg_finalize_stored(&site->info, site->call,
 									PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 									&isnull);
 	if (isnull)
 		PG_RETURN_NULL();
-	{
-		int16		typlen;
-		bool		typbyval;
-
-		get_typlenbyval(cache->info.resulttype, &typlen, &typbyval);
-		PG_RETURN_DATUM(datumCopy(result, typbyval, typlen));
-	}
+	get_typlenbyval(site->info.resulttype, &typlen, &typbyval);
+	PG_RETURN_DATUM(datumCopy(result, typbyval, typlen));
 }
 
-/* Transition state of streamproc.combine(): one trans value plus its info. */
+/* Transition state of streamproc.combine(): one trans value of one aggregate. */
 typedef struct CombineState
 {
-	SpAggInfo	info;
+	SpAggInfo  *info;
 	Datum		trans;
 	bool		transnull;
 } CombineState;
@@ -513,29 +600,24 @@ sp_combine_sfunc(PG_FUNCTION_ARGS)
 	st = PG_ARGISNULL(0) ? NULL : (CombineState *) PG_GETARG_POINTER(0);
 	if (st == NULL)
 	{
-		Oid		   *argtypes;
-		int			nargs;
-		MemoryContext old;
+		CallSite   *site = call_site(fcinfo, false);
 
-		if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("aggregate and argument types must not be NULL")));
-		old = MemoryContextSwitchTo(aggcxt);
-		st = palloc0(sizeof(CombineState));
-		nargs = decode_argtypes(PG_GETARG_ARRAYTYPE_P(3), &argtypes);
-		sp_agg_info_init(&st->info, PG_GETARG_OID(2), nargs, argtypes,
-						 InvalidOid, PG_GET_COLLATION(), aggcxt);
-		st->transnull = st->info.initval_isnull;
+		st = MemoryContextAllocZero(aggcxt, sizeof(CombineState));
+		st->info = &site->info;
+		st->transnull = st->info->initval_isnull;
 		if (!st->transnull)
-			st->trans = datumCopy(st->info.initval, st->info.transbyval,
-								  st->info.translen);
-		MemoryContextSwitchTo(old);
+		{
+			MemoryContext old = MemoryContextSwitchTo(aggcxt);
+
+			st->trans = datumCopy(st->info->initval, st->info->transbyval,
+								  st->info->translen);
+			MemoryContextSwitchTo(old);
+		}
 	}
 
-	in = stored_to_trans(&st->info, fcinfo->context, PG_GETARG_DATUM(1),
+	in = stored_to_trans(st->info, fcinfo->context, PG_GETARG_DATUM(1),
 						 PG_ARGISNULL(1), &innull);
-	st->trans = combine_into(&st->info, fcinfo->context, aggcxt, st->trans,
+	st->trans = combine_into(st->info, fcinfo->context, aggcxt, st->trans,
 							 &st->transnull, in, innull);
 	PG_RETURN_POINTER(st);
 }
@@ -553,7 +635,7 @@ sp_combine_ffunc(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	st = (CombineState *) PG_GETARG_POINTER(0);
-	result = trans_to_stored(&st->info, fcinfo->context, st->trans,
+	result = trans_to_stored(st->info, fcinfo->context, st->trans,
 							 st->transnull, &isnull);
 	if (isnull)
 		PG_RETURN_NULL();

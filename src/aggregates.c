@@ -15,6 +15,7 @@
 
 #include "fmgr.h"
 #include "libpq/pqformat.h"
+#include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
@@ -105,6 +106,11 @@ pick_combinefn(FunctionCallInfo fcinfo, bool latest)
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(s1);
 	}
+	if (s1 != NULL && s1->type != s2->type)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("cannot combine states of %s and %s",
+						format_type_be(s1->type), format_type_be(s2->type))));
 	if (s1 == NULL)
 	{
 		s1 = pick_new(aggcxt, s2->type);
@@ -215,5 +221,12 @@ sp_pick_finalfn(PG_FUNCTION_ARGS)
 
 	if (st == NULL || st->valnull)
 		PG_RETURN_NULL();
+	/* a state read back from storage carries its own idea of its type */
+	if (st->type != get_fn_expr_argtype(fcinfo->flinfo, 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("state holds a value of type %s, not %s",
+						format_type_be(st->type),
+						format_type_be(get_fn_expr_argtype(fcinfo->flinfo, 1)))));
 	PG_RETURN_DATUM(st->value);
 }
