@@ -88,14 +88,15 @@ $$
 BEGIN
     DELETE FROM streamproc.view_defs v
      USING pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_class'::regclass
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
        AND d.objid IN (v.relid::oid, v.state_table::oid, v.stream::oid);
     DELETE FROM streamproc.late_rows l
      USING pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_class'::regclass AND d.objid IN (l.stream::oid, l.view::oid);
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+       AND d.objid IN (l.stream::oid, l.view::oid);
     DELETE FROM streamproc.stream_defs s
      USING pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_class'::regclass AND d.objid = s.relid::oid;
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = s.relid::oid;
 END
 $$;
 REVOKE ALL ON FUNCTION streamproc.on_sql_drop() FROM PUBLIC;

@@ -55,6 +55,21 @@ COPY clicks FROM STDIN WITH (FORMAT csv);
 z,11,
 \.
 
+-- event times must be finite
+INSERT INTO clicks VALUES ('z', 12, 'infinity');
+
+-- batches of one statement take turns: the second batch sees the watermark
+-- the first one moved, so a row behind it is late even within one INSERT
+SELECT streamproc.create_stream('turns', 'k int, ts timestamptz', event_time => 'ts');
+SELECT streamproc.create_view('turns_v', $$SELECT streamproc.tumble(ts, '1 minute') AS w, count(*) AS n
+                                           FROM turns GROUP BY w$$, emit => 'final');
+SET streamproc.batch_size = 1;
+INSERT INTO turns VALUES (1, '2024-01-01 10:00:00'), (2, '2024-01-01 10:05:00'), (3, '2024-01-01 10:00:30');
+RESET streamproc.batch_size;
+SELECT * FROM turns_v;
+SELECT "row" ->> 'k' AS late_k FROM streamproc.late_rows WHERE view = 'turns_v'::regclass;
+SELECT streamproc.drop_stream('turns', cascade => true);
+
 -- punctuation: move the watermark by hand, never backward
 SELECT streamproc.advance_watermark('clicks', '2024-01-01 00:01:00');
 SELECT streamproc.advance_watermark('clicks', '2024-01-01 00:00:00');
@@ -88,6 +103,14 @@ SELECT streamproc.watermark('ticks');
 SELECT min(w), max(w), count(*) FROM ticks_1m;
 INSERT INTO ticks VALUES (0, '2024-01-01 00:30:00');
 SELECT min(w), max(w), count(*) FROM ticks_1m;
+
+-- hop with retention: a window whose oldest slide buckets expired is not shown
+SELECT streamproc.create_view('ticks_hop', $$
+    SELECT streamproc.hop(ts, '3 minutes', '1 minute') AS w, count(*) AS n FROM ticks GROUP BY w$$,
+    emit => 'final', retention => '1 minute');
+INSERT INTO ticks SELECT g, '2024-01-01 01:00:00'::timestamptz + g * interval '10 seconds' FROM generate_series(0, 59) g;
+SELECT streamproc.watermark('ticks');
+SELECT * FROM ticks_hop ORDER BY w;
 
 -- the watermark is stored with the stream
 SELECT stream, watermark FROM streamproc.streams WHERE stream <> 'no_et'::regclass ORDER BY stream::text;

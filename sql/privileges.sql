@@ -20,6 +20,7 @@ SELECT streamproc.create_view('mine_v', $$SELECT k, count(*) FROM priv_s GROUP B
 SELECT streamproc.drop_view('priv_v');
 SELECT streamproc.drop_stream('priv_s');
 SELECT streamproc.advance_watermark('priv_s', now());
+CREATE VIEW mine_v2 WITH (streamproc.continuous) AS SELECT k, count(*) FROM priv_s GROUP BY k;
 -- reading a view and writing a stream need ordinary grants
 SELECT * FROM priv_v;
 INSERT INTO priv_s VALUES (3, 3);

@@ -91,10 +91,35 @@ CREATE OR REPLACE VIEW bad WITH (streamproc.continuous) AS SELECT auction, count
 CREATE VIEW bad (a, b) WITH (streamproc.continuous) AS SELECT auction, count(*) FROM bids GROUP BY auction;
 SELECT count(*) FROM pg_class WHERE relname = 'bad';
 
+-- continuous views outlive sessions: no temporary ones, no temporary tables
+SELECT streamproc.create_view('pg_temp.tmp_v', $$SELECT auction, count(*) FROM bids GROUP BY auction$$);
+CREATE TEMP TABLE tmp_dim (id int);
+SELECT streamproc.create_view('bad', $$SELECT b.auction, count(*) FROM bids b JOIN tmp_dim d ON d.id = b.auction GROUP BY 1$$);
+DROP TABLE tmp_dim;
+-- names the state table uses itself are fine as group keys
+SELECT streamproc.create_view('odd_names', $$SELECT bidder AS _rows, auction AS _agg1, count(*) AS _session_end FROM bids GROUP BY 1, 2$$);
+INSERT INTO bids VALUES (9, 90, 1, 'web', '2024-01-01 00:00:00+00');
+SELECT * FROM odd_names WHERE _agg1 = 9;
+SELECT streamproc.drop_view('odd_names');
+
 -- ordinary views are untouched by the hook
 CREATE VIEW plain_v AS SELECT 1 AS one;
 CREATE VIEW plain_sb WITH (security_barrier) AS SELECT 1 AS one;
 DROP VIEW plain_v, plain_sb;
+
+-- a state table altered by hand is refused, not trusted
+DO $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s ADD COLUMN extra text', (SELECT state_table FROM streamproc.view_defs WHERE relid = 'totals'::regclass));
+END $$;
+INSERT INTO bids VALUES (1, 1, 1, 'web', '2024-01-01 00:00:00+00');
+DO $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s DROP COLUMN extra', (SELECT state_table FROM streamproc.view_defs WHERE relid = 'totals'::regclass));
+END $$;
+INSERT INTO bids VALUES (1, 1, 1, 'web', '2024-01-01 00:00:00+00');
+SELECT streamproc.drop_view('totals');
+INSERT INTO bids VALUES (1, 1, 1, 'web', '2024-01-01 00:00:00+00');
 
 -- the state table belongs to the view
 DO $$

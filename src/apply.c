@@ -52,6 +52,7 @@
 #include "utils/queryenvironment.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "executor/spi.h"
@@ -89,6 +90,7 @@ typedef struct CompiledView
 	int64		retention_us;	/* < 0: keep everything */
 	char	   *retention_sql;	/* bounded delete of expired windows */
 	FmgrInfo	ts_lt;			/* timestamptz < (session lookups) */
+	Oid			owner;			/* the plans run as the view's owner */
 } CompiledView;
 
 typedef struct StreamEntry
@@ -162,6 +164,45 @@ sp_apply_init(void)
 	RegisterXactCallback(xact_callback, NULL);
 }
 
+/* The state table must still be what the view's plans write. */
+static void
+check_state_layout(Relation state, SpViewShape *shape, Oid view_relid)
+{
+	TupleDesc	desc = RelationGetDescr(state);
+	int			natts = list_length(shape->keys) + list_length(shape->aggs) + 1 +
+		(shape->window_kind == SP_WINDOW_SESSION ? 1 : 0);
+	int			i = 0;
+	ListCell   *lc;
+	bool		ok = (desc->natts == natts);
+
+	foreach(lc, shape->keys)
+	{
+		if (!ok)
+			break;
+		ok = TupleDescAttr(desc, i)->atttypid == ((SpKey *) lfirst(lc))->type &&
+			!TupleDescAttr(desc, i)->attisdropped;
+		i++;
+	}
+	foreach(lc, shape->aggs)
+	{
+		if (!ok)
+			break;
+		ok = TupleDescAttr(desc, i)->atttypid == ((SpAggCol *) lfirst(lc))->storedtype &&
+			!TupleDescAttr(desc, i)->attisdropped;
+		i++;
+	}
+	if (ok)
+		ok = TupleDescAttr(desc, i)->atttypid == INT8OID;
+	if (ok && shape->window_kind == SP_WINDOW_SESSION)
+		ok = TupleDescAttr(desc, i + 1)->atttypid == TIMESTAMPTZOID;
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the state table of continuous view \"%s\" has been altered",
+						get_rel_name(view_relid)),
+				 errhint("Drop the continuous view and create it again.")));
+}
+
 /*
  * Compile a view as its owner: the owner's rights resolve the names of its
  * query, and the tables it joins are read with them (like a view's).
@@ -169,9 +210,9 @@ sp_apply_init(void)
 static CompiledView *
 compile_view(SpViewDef *def, List **deps)
 {
-	CompiledView *cv = palloc0(sizeof(CompiledView));
-	Relation	state = table_open(def->state_relid, AccessShareLock);
-	List	   *indexes = RelationGetIndexList(state);
+	CompiledView *cv;
+	Relation	state = try_relation_open(def->state_relid, AccessShareLock);
+	List	   *indexes;
 	SpViewShape *shape;
 	Relation	index;
 	ListCell   *lc;
@@ -179,8 +220,15 @@ compile_view(SpViewDef *def, List **deps)
 	char	   *state_name;
 	SpSavedUser su;
 
-	sp_become_user(state->rd_rel->relowner, &su);
+	/* dropped since the catalog was read */
+	if (state == NULL)
+		return NULL;
+	cv = palloc0(sizeof(CompiledView));
+	indexes = RelationGetIndexList(state);
+	sp_become_user(state->rd_rel->relowner, 0, &su);
 	shape = sp_view_shape(def->sql);
+	check_state_layout(state, shape, def->relid);
+	cv->owner = state->rd_rel->relowner;
 
 	cv->relid = def->relid;
 	cv->state_relid = def->state_relid;
@@ -300,7 +348,12 @@ stream_entry(Oid stream)
 			deps = list_make1_oid(stream);
 			defs = sp_catalog_stream_views(stream);
 			foreach(lc, defs)
-				views = lappend(views, compile_view(lfirst(lc), &deps));
+			{
+				CompiledView *cv = compile_view(lfirst(lc), &deps);
+
+				if (cv != NULL)
+					views = lappend(views, cv);
+			}
 		}
 		PG_CATCH();
 		{
@@ -553,7 +606,10 @@ typedef struct LateReceiver
 {
 	DestReceiver pub;
 	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
 	int64		n;
+	MemoryContext cxt;			/* outlives the late plan's executor */
 } LateReceiver;
 
 static void
@@ -566,11 +622,23 @@ late_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	LateReceiver *r = (LateReceiver *) self;
 
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
 	if (r->rel == NULL)
+	{
 		r->rel = table_open(get_relname_relid("late_rows", sp_catalog_schema()),
 							RowExclusiveLock);
+		/* users may index late_rows */
+		r->estate = CreateExecutorState();
+		r->rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(r->rri, r->rel, 1, NULL, 0);
+		ExecOpenIndices(r->rri, false);
+	}
 	simple_table_tuple_insert(r->rel, slot);
+	if (r->rri->ri_NumIndices > 0)
+		ExecInsertIndexTuples(r->rri, slot, r->estate, false, false, NULL, NIL);
 	r->n++;
+	MemoryContextSwitchTo(old);
 	return true;
 }
 
@@ -596,6 +664,8 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	EphemeralNamedRelation enr;
 	ParamListInfo params;
 	ListCell   *lc;
+	SpSavedUser su;
+	int64		late_rows = 0;
 
 	/* a view dropped since its compilation is simply gone */
 	memset(&r, 0, sizeof(r));
@@ -628,6 +698,8 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	params->params[0].isnull = !wm_valid;
 	params->params[0].value = wm_valid ? TimestampTzGetDatum(wm) : (Datum) 0;
 
+	/* the view's expressions run as its owner, never as the writer */
+	sp_become_user(v->owner, SECURITY_RESTRICTED_OPERATION, &su);
 	if (v->late_plan && wm_valid)
 	{
 		LateReceiver late;
@@ -638,11 +710,15 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 		late.pub.rShutdown = merge_shutdown;
 		late.pub.rDestroy = merge_destroy;
 		late.pub.mydest = DestNone;
+		late.cxt = CurrentMemoryContext;
 		run_plan(v->late_plan, v->sql, (DestReceiver *) &late, env, params);
+		late_rows = late.n;
 		if (late.rel)
+		{
+			ExecCloseIndices(late.rri);
+			FreeExecutorState(late.estate);
 			table_close(late.rel, NoLock);
-		if (late.n > 0)
-			sp_catalog_add_late_rows(v->relid, late.n);
+		}
 	}
 
 	r.pub.receiveSlot = merge_receive;
@@ -669,6 +745,9 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	r.call = sp_agg_call_create(CurrentMemoryContext);
 
 	run_plan(v->plan, v->sql, (DestReceiver *) &r, env, params);
+	sp_catalog_leave(&su);
+	if (late_rows > 0)
+		sp_catalog_add_late_rows(v->relid, late_rows);
 
 	if (r.partials != NIL)
 	{
@@ -760,7 +839,8 @@ sp_apply_batch(SpBatch *batch)
 		{
 			CompiledView *v = lfirst(lc);
 
-			if (v->retention_us >= 0)
+			if (v->retention_us >= 0 &&
+				SearchSysCacheExists1(RELOID, ObjectIdGetDatum(v->state_relid)))
 				apply_retention(v, wm);
 		}
 	}

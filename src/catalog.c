@@ -19,6 +19,7 @@
 #include "miscadmin.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
+#include "utils/snapmgr.h"
 #include "access/htup_details.h"
 #include "catalog/pg_class.h"
 
@@ -48,10 +49,10 @@ sp_catalog_schema(void)
  * subtransaction restores the user and the settings by itself.
  */
 void
-sp_become_user(Oid userid, SpSavedUser *saved)
+sp_become_user(Oid userid, int sec_flags, SpSavedUser *saved)
 {
 	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
-	SetUserIdAndSecContext(userid, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(userid, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE | sec_flags);
 	saved->guc_nestlevel = sp_push_catalog_search_path();
 }
 
@@ -72,7 +73,7 @@ sp_catalog_enter(SpSavedUser *saved)
 		elog(ERROR, "cache lookup failed for relation %u", relid);
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
-	sp_become_user(owner, saved);
+	sp_become_user(owner, 0, saved);
 }
 
 void
@@ -91,6 +92,21 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
 
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_with_args failed (%d): %s", rc, sql);
+}
+
+/*
+ * A read with the latest snapshot: what a backend caches across
+ * transactions must not depend on a REPEATABLE READ snapshot.
+ */
+static void
+spi_latest(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL ||
+		SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, true, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_snapshot failed: %s", sql);
 }
 
 int64
@@ -190,9 +206,9 @@ sp_catalog_stream_views(Oid stream)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("SELECT id, relid::oid, state_table::oid, canonical_query, retention"
-			 " FROM streamproc.view_defs WHERE stream = $1 ORDER BY id",
-			 1, types, values, NULL, SPI_OK_SELECT);
+	spi_latest("SELECT id, relid::oid, state_table::oid, canonical_query, retention"
+			   " FROM streamproc.view_defs WHERE stream = $1 ORDER BY id",
+			   1, types, values);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -297,8 +313,8 @@ sp_catalog_stream_event_time(Oid stream)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("SELECT event_time::text FROM streamproc.stream_defs WHERE relid = $1",
-			 1, types, values, NULL, SPI_OK_SELECT);
+	spi_latest("SELECT event_time::text FROM streamproc.stream_defs WHERE relid = $1",
+			   1, types, values);
 	if (SPI_processed > 0)
 	{
 		bool		isnull;

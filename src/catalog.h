@@ -30,7 +30,7 @@ typedef struct SpSavedUser
 extern void sp_check_extension(void);
 extern void sp_catalog_enter(SpSavedUser *saved);
 extern void sp_catalog_leave(SpSavedUser *saved);
-extern void sp_become_user(Oid userid, SpSavedUser *saved);
+extern void sp_become_user(Oid userid, int sec_flags, SpSavedUser *saved);
 extern Oid	sp_catalog_schema(void);
 extern int64 sp_catalog_next_view_id(void);
 extern void sp_catalog_insert_stream(Oid relid, const char *event_time,

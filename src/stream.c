@@ -10,6 +10,7 @@
 
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "commands/tablecmds.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -157,13 +158,12 @@ sp_drop_stream(PG_FUNCTION_ARGS)
 
 	sp_check_extension();
 	rv = makeRangeVarFromNameList(textToQualifiedNameList(PG_GETARG_TEXT_PP(0)));
-	relid = RangeVarGetRelid(rv, AccessExclusiveLock, false);
+	relid = RangeVarGetRelidExtended(rv, AccessExclusiveLock, 0,
+									 RangeVarCallbackOwnsRelation, NULL);
 	if (!sp_is_stream(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a stream", rv->relname)));
-	if (!pg_class_ownercheck(relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_FOREIGN_TABLE, rv->relname);
 
 	if (!cascade)
 	{

@@ -108,6 +108,12 @@ writer_add(StreamWriter *w, TupleTableSlot *slot)
 							NameStr(TupleDescAttr(slot->tts_tupleDescriptor, w->event_time_att - 1)->attname),
 							get_rel_name(w->stream)),
 					 errdetail("Every row of a stream with an event-time column needs an event time.")));
+		if (TIMESTAMP_NOT_FINITE(ts))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("event-time column \"%s\" of stream \"%s\" must be finite",
+							NameStr(TupleDescAttr(slot->tts_tupleDescriptor, w->event_time_att - 1)->attname),
+							get_rel_name(w->stream))));
 		if (ts > w->max_event_time)
 			w->max_event_time = ts;
 	}

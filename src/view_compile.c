@@ -510,6 +510,8 @@ sp_view_shape(const char *canonical_sql)
 	q = analyze_select(sp_parse_select(canonical_sql), canonical_sql);
 	sp_pop_search_path(nestlevel);
 
+	/* the state table's own columns come first in the name space */
+	used = list_make2(pstrdup(SP_ROWS_COLUMN), pstrdup(SP_SESSION_END_COLUMN));
 	shape->query = q;
 	shape->sql = pstrdup(canonical_sql);
 	shape->window_key = -1;
@@ -612,7 +614,6 @@ sp_view_shape(const char *canonical_sql)
 		col->name = unique_name(&used, psprintf("_agg%d", ++i));
 		shape->aggs = lappend(shape->aggs, col);
 	}
-	(void) unique_name(&used, SP_ROWS_COLUMN);
 	return shape;
 }
 
@@ -764,10 +765,21 @@ add_qual(Query *q, Node *qual)
 static Query *
 batch_query(SpViewShape *shape, Oid owner, int batch_rows, Index *stream_rti)
 {
-	List	   *rewritten = QueryRewrite(copyObject(shape->query));
+	Query	   *orig = copyObject(shape->query);
+	List	   *rewritten;
 	Query	   *q;
 	ListCell   *lc;
 	Index		rti = 0;
+
+	/* before rewriting, so that row-level security applies to the owner */
+	foreach(lc, orig->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION && !OidIsValid(rte->checkAsUser))
+			rte->checkAsUser = owner;
+	}
+	rewritten = QueryRewrite(orig);
 
 	if (list_length(rewritten) != 1)
 		elog(ERROR, "continuous view query rewrote to %d queries", list_length(rewritten));
@@ -1072,8 +1084,10 @@ regtype_array_literal(SpAggCol *col)
  * with search_path = pg_catalog, so every name in it is qualified.
  */
 char *
-sp_view_read_sql(SpViewShape *shape, Oid state_relid, bool emit_final)
+sp_view_read_sql(SpViewShape *shape, Oid state_relid, bool emit_final,
+				 Interval *retention)
 {
+	bool		where = false;
 	StringInfoData sql;
 	ReadContext ctx;
 	List	   *dpcontext;
@@ -1172,8 +1186,30 @@ sp_view_read_sql(SpViewShape *shape, Oid state_relid, bool emit_final)
 						 quote_literal_cstr(quote_qualified_identifier(get_namespace_name(get_rel_namespace(shape->stream)),
 																	   get_rel_name(shape->stream))));
 	}
+	where = emit_final;
+
+	/*
+	 * hop with retention: buckets expire one by one, so a window whose older
+	 * buckets are gone must not be shown with the rest.
+	 */
+	if (shape->window_kind == SP_WINDOW_HOP && retention != NULL)
+	{
+		SpKey	   *winkey = list_nth(shape->keys, shape->window_key);
+		Interval   *span = DatumGetIntervalP(DirectFunctionCall2(interval_pl,
+																 IntervalPGetDatum(shape->window_size),
+																 IntervalPGetDatum(retention)));
+
+		appendStringInfo(&sql, " %s streamproc.window_end(s.%s, %s::pg_catalog.interval)"
+						 " >= (SELECT streamproc.watermark(%s::pg_catalog.regclass))",
+						 where ? "AND" : "WHERE",
+						 quote_identifier(winkey->name),
+						 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(span)))),
+						 quote_literal_cstr(quote_qualified_identifier(get_namespace_name(get_rel_namespace(shape->stream)),
+																	   get_rel_name(shape->stream))));
+		where = true;
+	}
 	if (shape->query->havingQual)
-		appendStringInfo(&sql, " %s %s", emit_final ? "AND" : "WHERE",
+		appendStringInfo(&sql, " %s %s", where ? "AND" : "WHERE",
 						 deparse_expression(read_mutator(shape->query->havingQual, &ctx),
 											dpcontext, true, false));
 	sp_pop_search_path(nestlevel);

@@ -71,7 +71,7 @@ extern PlannedStmt *sp_view_partial_plan(SpViewShape *shape, Oid owner,
 extern PlannedStmt *sp_view_late_plan(SpViewShape *shape, Oid owner,
 									  int batch_rows, Oid view_relid);
 extern char *sp_view_read_sql(SpViewShape *shape, Oid state_relid,
-							  bool emit_final);
+							  bool emit_final, Interval *retention);
 extern int	sp_push_catalog_search_path(void);
 extern void sp_pop_search_path(int nestlevel);
 extern RawStmt *sp_parse_select(const char *sql);

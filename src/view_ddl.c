@@ -26,7 +26,13 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
 #include "commands/defrem.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "catalog/pg_type.h"
+#include "parser/parse_func.h"
+#include "parser/parsetree.h"
+#include "parser/parse_relation.h"
+#include "commands/tablecmds.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "common/keywords.h"
@@ -157,6 +163,13 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 
 	canonical = sp_view_canonical_sql(raw, source);
 	shape = sp_view_shape(canonical);
+	/* its creator must be able to read what the view reads */
+	(void) ExecCheckRTPerms(shape->query->rtable, true);
+	if (isQueryUsingTempRelation(shape->query))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a continuous view cannot read temporary tables"),
+				 errdetail("A continuous view outlives the session that creates it.")));
 	if ((strcmp(emit, "final") == 0 || retention != NULL) && !shape->event_time_window)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -172,6 +185,10 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 	LockRelationOid(shape->stream, ShareRowExclusiveLock);
 
 	nspid = RangeVarGetAndCheckCreationNamespace(rv, NoLock, NULL);
+	if (isAnyTempNamespace(nspid))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("continuous views cannot be temporary")));
 	if (OidIsValid(get_relname_relid(rv->relname, nspid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_TABLE),
@@ -181,7 +198,7 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 	SPI_connect();
 	nestlevel = sp_push_catalog_search_path();
 	state_relid = create_state_table(shape, id);
-	read_sql = sp_view_read_sql(shape, state_relid, strcmp(emit, "final") == 0);
+	read_sql = sp_view_read_sql(shape, state_relid, strcmp(emit, "final") == 0, retention);
 	spi_ddl(psprintf("CREATE VIEW %s AS %s",
 					 quote_qualified_identifier(get_namespace_name(nspid), rv->relname),
 					 read_sql));
@@ -252,14 +269,13 @@ sp_drop_view(PG_FUNCTION_ARGS)
 
 	sp_check_extension();
 	rv = makeRangeVarFromNameList(textToQualifiedNameList(PG_GETARG_TEXT_PP(0)));
-	relid = RangeVarGetRelid(rv, AccessExclusiveLock, false);
+	relid = RangeVarGetRelidExtended(rv, AccessExclusiveLock, 0,
+									 RangeVarCallbackOwnsRelation, NULL);
 	if (!sp_catalog_view_stream(relid, &stream))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a continuous view", rv->relname),
 				 errhint("Use DROP VIEW or DROP TABLE for other relations.")));
-	if (!pg_class_ownercheck(relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, rv->relname);
 	LockRelationOid(stream, ShareRowExclusiveLock);
 
 	ObjectAddressSet(addr, RelationRelationId, relid);
@@ -375,6 +391,17 @@ handle_view_stmt(ViewStmt *vs, const char *source, PlannedStmt *pstmt,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("WITH CHECK OPTION is not supported for continuous views")));
 
+	/* the DDL form is create_view() by another name: same privilege */
+	{
+		Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, INTERVALOID};
+		Oid			fn;
+
+		sp_check_extension();
+		fn = LookupFuncName(list_make2(makeString("streamproc"), makeString("create_view")),
+							4, argtypes, false);
+		if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, "streamproc.create_view");
+	}
 	raw = makeNode(RawStmt);
 	raw->stmt = copyObject(vs->query);
 	raw->stmt_location = pstmt->stmt_location;

@@ -33,6 +33,9 @@
 #include "view_compile.h"
 #include "watermark.h"
 
+/*
+ * The stream's watermark, locking it until the end of the transaction.
+ */
 bool
 sp_watermark_get(Oid stream, TimestampTz *wm)
 {
@@ -43,8 +46,13 @@ sp_watermark_get(Oid stream, TimestampTz *wm)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT watermark FROM streamproc.stream_defs WHERE relid = $1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+	/*
+	 * Locked and read afresh: batches of one stream take turns from here, so
+	 * each sees the watermark the previous one left, and a closed window
+	 * stays closed.
+	 */
+	if (SPI_execute_with_args("SELECT watermark FROM streamproc.stream_defs WHERE relid = $1 FOR UPDATE",
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the watermark of stream %u", stream);
 	if (SPI_processed > 0)
 		*wm = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
