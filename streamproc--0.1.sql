@@ -20,7 +20,7 @@ COMMENT ON SERVER streamproc IS 'streams: foreign tables of this server feed con
 -- ---------------------------------------------------------------------------
 CREATE TABLE streamproc.stream_defs (
     relid           regclass PRIMARY KEY,
-    event_time      name,
+    event_time_att  int2,                          -- event-time column (attnum), or NULL
     watermark_delay interval NOT NULL DEFAULT '0',
     idle_timeout    interval,
     watermark       timestamptz,
@@ -34,7 +34,8 @@ CREATE TABLE streamproc.view_defs (
     stream          regclass NOT NULL,
     state_table     regclass NOT NULL UNIQUE,
     query           text NOT NULL,                 -- as written
-    canonical_query text NOT NULL,                 -- names qualified; what is compiled
+    canonical_query text NOT NULL,                 -- names qualified; for display and dumps
+    query_tree      text NOT NULL,                 -- the analyzed query: what is compiled
     emit            text NOT NULL DEFAULT 'changes' CHECK (emit IN ('changes', 'final')),
     retention       interval,
     window_kind     text CHECK (window_kind IN ('tumble', 'hop', 'session')),
@@ -243,7 +244,8 @@ COMMENT ON AGGREGATE streamproc.earliest(anyelement, timestamptz) IS 'value at t
 -- ---------------------------------------------------------------------------
 CREATE VIEW streamproc.streams AS
 SELECT s.relid AS stream,
-       s.event_time,
+       (SELECT a.attname FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = s.relid AND a.attnum = s.event_time_att) AS event_time,
        s.watermark_delay,
        s.idle_timeout,
        s.watermark,

@@ -226,7 +226,7 @@ compile_view(SpViewDef *def, List **deps)
 	cv = palloc0(sizeof(CompiledView));
 	indexes = RelationGetIndexList(state);
 	sp_become_user(state->rd_rel->relowner, 0, &su);
-	shape = sp_view_shape(def->sql);
+	shape = sp_view_shape(def->sql, def->tree);
 	check_state_layout(state, shape, def->relid);
 	cv->owner = state->rd_rel->relowner;
 

@@ -128,23 +128,23 @@ sp_catalog_next_view_id(void)
 }
 
 void
-sp_catalog_insert_stream(Oid relid, const char *event_time, Interval *delay,
+sp_catalog_insert_stream(Oid relid, AttrNumber event_time, Interval *delay,
 						 Interval *idle)
 {
 	SpSavedUser su;
-	Oid			types[4] = {OIDOID, TEXTOID, INTERVALOID, INTERVALOID};
+	Oid			types[4] = {OIDOID, INT2OID, INTERVALOID, INTERVALOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 
 	values[0] = ObjectIdGetDatum(relid);
-	values[1] = event_time ? CStringGetTextDatum(event_time) : (Datum) 0;
-	nulls[1] = event_time ? ' ' : 'n';
+	values[1] = Int16GetDatum(event_time);
+	nulls[1] = event_time != InvalidAttrNumber ? ' ' : 'n';
 	values[2] = IntervalPGetDatum(delay);
 	values[3] = idle ? IntervalPGetDatum(idle) : (Datum) 0;
 	nulls[3] = idle ? ' ' : 'n';
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("INSERT INTO streamproc.stream_defs (relid, event_time, watermark_delay, idle_timeout)"
+	spi_exec("INSERT INTO streamproc.stream_defs (relid, event_time_att, watermark_delay, idle_timeout)"
 			 " VALUES ($1, $2, $3, $4)", 4, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	sp_catalog_leave(&su);
@@ -153,16 +153,16 @@ sp_catalog_insert_stream(Oid relid, const char *event_time, Interval *delay,
 void
 sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
 					   const char *query, const char *canonical,
-					   const char *emit, Interval *retention,
+					   const char *tree, const char *emit, Interval *retention,
 					   const char *window_kind, const char *window_column,
 					   Interval *window_size, Interval *window_slide,
 					   bool event_time_window)
 {
 	SpSavedUser su;
-	Oid			types[13] = {INT8OID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID,
-	TEXTOID, INTERVALOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID, BOOLOID};
-	Datum		values[13];
-	char		nulls[13];
+	Oid			types[14] = {INT8OID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID,
+	TEXTOID, INTERVALOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID, BOOLOID, TEXTOID};
+	Datum		values[14];
+	char		nulls[14];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(id);
@@ -183,12 +183,14 @@ sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
 	values[11] = window_slide ? IntervalPGetDatum(window_slide) : (Datum) 0;
 	nulls[11] = window_slide ? ' ' : 'n';
 	values[12] = BoolGetDatum(event_time_window);
+	values[13] = CStringGetTextDatum(tree);
 	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("INSERT INTO streamproc.view_defs (id, relid, stream, state_table, query, canonical_query,"
-			 " emit, retention, window_kind, window_column, window_size, window_slide, event_time_window)"
-			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-			 13, types, values, nulls, SPI_OK_INSERT);
+			 " emit, retention, window_kind, window_column, window_size, window_slide, event_time_window,"
+			 " query_tree)"
+			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+			 14, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	sp_catalog_leave(&su);
 }
@@ -206,7 +208,7 @@ sp_catalog_stream_views(Oid stream)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_latest("SELECT id, relid::oid, state_table::oid, canonical_query, retention"
+	spi_latest("SELECT id, relid::oid, state_table::oid, canonical_query, retention, query_tree"
 			   " FROM streamproc.view_defs WHERE stream = $1 ORDER BY id",
 			   1, types, values);
 	for (i = 0; i < SPI_processed; i++)
@@ -222,6 +224,7 @@ sp_catalog_stream_views(Oid stream)
 		def->stream = stream;
 		def->state_relid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 		def->sql = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
+		def->tree = TextDatumGetCString(SPI_getbinval(tup, desc, 6, &isnull));
 		{
 			Datum		r = SPI_getbinval(tup, desc, 5, &isnull);
 
@@ -313,7 +316,7 @@ sp_catalog_stream_event_time(Oid stream)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_latest("SELECT event_time::text FROM streamproc.stream_defs WHERE relid = $1",
+	spi_latest("SELECT event_time_att FROM streamproc.stream_defs WHERE relid = $1",
 			   1, types, values);
 	if (SPI_processed > 0)
 	{
@@ -321,7 +324,7 @@ sp_catalog_stream_event_time(Oid stream)
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 		if (!isnull)
-			att = get_attnum(stream, TextDatumGetCString(d));
+			att = DatumGetInt16(d);
 	}
 	SPI_finish();
 	sp_catalog_leave(&su);

@@ -16,6 +16,7 @@ typedef struct SpViewDef
 	Oid			stream;
 	Oid			state_relid;
 	char	   *sql;			/* canonical query */
+	char	   *tree;			/* analyzed query (nodeToString) */
 	Interval   *retention;		/* or NULL */
 } SpViewDef;
 
@@ -33,11 +34,12 @@ extern void sp_catalog_leave(SpSavedUser *saved);
 extern void sp_become_user(Oid userid, int sec_flags, SpSavedUser *saved);
 extern Oid	sp_catalog_schema(void);
 extern int64 sp_catalog_next_view_id(void);
-extern void sp_catalog_insert_stream(Oid relid, const char *event_time,
+extern void sp_catalog_insert_stream(Oid relid, AttrNumber event_time,
 									 Interval *delay, Interval *idle);
 extern void sp_catalog_insert_view(int64 id, Oid relid, Oid stream,
 								   Oid state_relid, const char *query,
-								   const char *canonical, const char *emit,
+								   const char *canonical, const char *tree,
+								   const char *emit,
 								   Interval *retention, const char *window_kind,
 								   const char *window_column,
 								   Interval *window_size, Interval *window_slide,

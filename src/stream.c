@@ -62,6 +62,7 @@ sp_create_stream(PG_FUNCTION_ARGS)
 	Interval   *idle = PG_ARGISNULL(4) ? NULL : PG_GETARG_INTERVAL_P(4);
 	Interval	zero = {0, 0, 0};
 	Oid			relid;
+	AttrNumber	att = InvalidAttrNumber;
 	ErrorContextCallback errcb;
 
 	sp_check_extension();
@@ -127,7 +128,7 @@ sp_create_stream(PG_FUNCTION_ARGS)
 	relid = get_relname_relid(rv->relname, nspid);
 	if (event_time)
 	{
-		AttrNumber	att = get_attnum(relid, event_time);
+		att = get_attnum(relid, event_time);
 
 		if (att == InvalidAttrNumber)
 			ereport(ERROR,
@@ -141,7 +142,7 @@ sp_create_stream(PG_FUNCTION_ARGS)
 							event_time),
 					 errhint("Declare the column as timestamptz.")));
 	}
-	sp_catalog_insert_stream(relid, event_time, delay, idle);
+	sp_catalog_insert_stream(relid, att, delay, idle);
 	PG_RETURN_OID(relid);
 }
 

@@ -492,10 +492,11 @@ classify_window_key(SpViewShape *shape, int keyno, SpKey *key, WindowFuncs *wf)
 }
 
 /*
- * Analyze canonical SQL (under search_path = pg_catalog) into a shape.
+ * A view's shape from its stored query tree, or, at creation, from its
+ * canonical SQL (analyzed under search_path = pg_catalog).
  */
 SpViewShape *
-sp_view_shape(const char *canonical_sql)
+sp_view_shape(const char *canonical_sql, const char *tree)
 {
 	SpViewShape *shape = palloc0(sizeof(SpViewShape));
 	int			nestlevel = sp_push_catalog_search_path();
@@ -507,7 +508,14 @@ sp_view_shape(const char *canonical_sql)
 	Index		stream_rti;
 	int			i;
 
-	q = analyze_select(sp_parse_select(canonical_sql), canonical_sql);
+	if (tree != NULL)
+	{
+		/* a stored query refers to objects by OID: renames do not matter */
+		q = (Query *) stringToNode(tree);
+		AcquireRewriteLocks(q, true, false);
+	}
+	else
+		q = analyze_select(sp_parse_select(canonical_sql), canonical_sql);
 	sp_pop_search_path(nestlevel);
 
 	/* the state table's own columns come first in the name space */

@@ -65,7 +65,7 @@ typedef struct SpViewShape
 extern bool sp_is_stream(Oid relid);
 extern Oid	sp_stream_server_oid(bool missing_ok);
 extern char *sp_view_canonical_sql(RawStmt *raw, const char *source);
-extern SpViewShape *sp_view_shape(const char *canonical_sql);
+extern SpViewShape *sp_view_shape(const char *canonical_sql, const char *tree);
 extern PlannedStmt *sp_view_partial_plan(SpViewShape *shape, Oid owner,
 										 int batch_rows);
 extern PlannedStmt *sp_view_late_plan(SpViewShape *shape, Oid owner,

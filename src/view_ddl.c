@@ -162,7 +162,7 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 				 errmsg("continuous views cannot be temporary")));
 
 	canonical = sp_view_canonical_sql(raw, source);
-	shape = sp_view_shape(canonical);
+	shape = sp_view_shape(canonical, NULL);
 	/* its creator must be able to read what the view reads */
 	(void) ExecCheckRTPerms(shape->query->rtable, true);
 	if (isQueryUsingTempRelation(shape->query))
@@ -219,7 +219,8 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 	if (shape->window_key >= 0)
 		winkey = list_nth(shape->keys, shape->window_key);
 	sp_catalog_insert_view(id, view_relid, shape->stream, state_relid,
-						   query_text, canonical, emit, retention,
+						   query_text, canonical, nodeToString(shape->query),
+						   emit, retention,
 						   shape->window_kind == SP_WINDOW_HOP ? "hop" :
 						   shape->window_kind == SP_WINDOW_TUMBLE ? "tumble" :
 						   shape->window_kind == SP_WINDOW_SESSION ? "session" : NULL,
