@@ -25,6 +25,9 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_rewrite.h"
+#include "rewrite/rewriteSupport.h"
+#include "rewrite/prs2lock.h"
 #include "commands/defrem.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -210,8 +213,18 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 	ObjectAddressSet(state_addr, RelationRelationId, state_relid);
 	ObjectAddressSet(view_addr, RelationRelationId, view_relid);
 	recordDependencyOn(&state_addr, &view_addr, DEPENDENCY_INTERNAL);
-	recordDependencyOnExpr(&state_addr, (Node *) shape->query, NIL,
-						   DEPENDENCY_NORMAL);
+	{
+		/*
+		 * What the query reads is needed by the view's rule, as for any view:
+		 * dropping it or changing a column type it uses gets the usual errors.
+		 */
+		ObjectAddress rule_addr;
+
+		ObjectAddressSet(rule_addr, RewriteRelationId,
+						 get_rewrite_oid(view_relid, ViewSelectRuleName, false));
+		recordDependencyOnExpr(&rule_addr, (Node *) shape->query, NIL,
+							   DEPENDENCY_NORMAL);
+	}
 
 	/* plan once now, so that a query that cannot run fails here */
 	(void) sp_view_partial_plan(shape, GetUserId(), 1000);

@@ -1,5 +1,5 @@
 /*
- * view_ddl.h — creating and dropping continuous views and streams.
+ * view_ddl.h — creating and dropping continuous views.
  */
 #ifndef SP_VIEW_DDL_H
 #define SP_VIEW_DDL_H
