@@ -16,7 +16,9 @@
  *
  * so O(rows) work in memory and O(groups) against the state table.  State
  * tables are locked in SHARE ROW EXCLUSIVE mode while merging: writers of a
- * stream serialize per view, readers are never blocked.
+ * stream serialize per view (and on the stream's watermark row); readers
+ * are never blocked, VACUUM and ANALYZE of a state table wait for writers.
+ * The plans run as the view's owner, in a security-restricted operation.
  *
  * Event time: the watermark when the batch arrived is the partial plan's
  * parameter $1; rows whose window it has closed are left out and written
@@ -28,7 +30,8 @@
  * Compiled views (partial plan, aggregate support functions, index scan
  * keys) are cached per backend and per stream; any relcache invalidation of
  * the stream, a state table or a relation a plan reads drops the entry,
- * which is rebuilt at the next batch.
+ * which is rebuilt at the next batch.  (Redefining a function a plan
+ * inlined does not: that needs a new session.)
  */
 #include "postgres.h"
 
