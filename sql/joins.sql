@@ -35,6 +35,18 @@ ALTER TABLE customers ALTER COLUMN country TYPE varchar(10);
 SELECT streamproc.create_view('bad', $$SELECT c.country, count(o.order_id) FROM customers c LEFT JOIN orders o ON c.id = o.customer_id GROUP BY 1$$);
 SELECT streamproc.create_view('bad', $$SELECT c.country, count(*) FROM orders o FULL JOIN customers c ON c.id = o.customer_id GROUP BY 1$$);
 
+-- functions the view uses are looked up again when they change
+CREATE FUNCTION region_of(country text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'EU' $$;
+SELECT streamproc.create_view('by_region', $$
+    SELECT region_of(c.country) AS region, count(*) AS n
+      FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY 1$$);
+INSERT INTO orders VALUES (10, 1, 1);
+CREATE OR REPLACE FUNCTION region_of(country text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'World' $$;
+INSERT INTO orders VALUES (11, 1, 1);
+SELECT * FROM by_region ORDER BY region;
+SELECT streamproc.drop_view('by_region');
+DROP FUNCTION region_of(text);
+
 -- joins through an ordinary view work too
 CREATE VIEW big_customers AS SELECT id, country FROM customers WHERE tier = 'gold';
 SELECT streamproc.create_view('big_orders', $$SELECT b.country, count(*) AS n FROM orders o JOIN big_customers b ON b.id = o.customer_id GROUP BY 1$$);

@@ -30,8 +30,8 @@
  * Compiled views (partial plan, aggregate support functions, index scan
  * keys) are cached per backend and per stream; any relcache invalidation of
  * the stream, a state table or a relation a plan reads drops the entry,
- * which is rebuilt at the next batch.  (Redefining a function a plan
- * inlined does not: that needs a new session.)
+ * which is rebuilt at the next batch; so does any change to a function (a
+ * plan may have inlined it).
  */
 #include "postgres.h"
 
@@ -145,6 +145,13 @@ relcache_callback(Datum arg, Oid relid)
 	}
 }
 
+/* a function changed: any plan may have inlined or folded it */
+static void
+proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	relcache_callback(arg, InvalidOid);
+}
+
 static void
 xact_callback(XactEvent event, void *arg)
 {
@@ -164,6 +171,7 @@ void
 sp_apply_init(void)
 {
 	CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, proc_callback, (Datum) 0);
 	RegisterXactCallback(xact_callback, NULL);
 }
 
