@@ -127,12 +127,28 @@ retire_entry(StreamEntry *entry)
 	entry->valid = false;
 }
 
+/*
+ * Invalidations that arrive while an entry is being compiled, when its
+ * dependencies are not known yet: checked against them afterwards.
+ */
+#define SP_MAX_PENDING_INVALS 64
+static bool compiling = false;
+static int	n_pending_invals = 0;	/* > SP_MAX_PENDING_INVALS: overflowed */
+static Oid	pending_invals[SP_MAX_PENDING_INVALS];
+
 static void
 relcache_callback(Datum arg, Oid relid)
 {
 	HASH_SEQ_STATUS status;
 	StreamEntry *entry;
 
+	if (compiling)
+	{
+		if (OidIsValid(relid) && n_pending_invals < SP_MAX_PENDING_INVALS)
+			pending_invals[n_pending_invals++] = relid;
+		else
+			n_pending_invals = SP_MAX_PENDING_INVALS + 1;
+	}
 	if (stream_cache == NULL)
 		return;
 	hash_seq_init(&status, stream_cache);
@@ -353,6 +369,8 @@ stream_entry(Oid stream)
 		cxt = AllocSetContextCreate(TopMemoryContext, "streamproc stream views",
 									ALLOCSET_DEFAULT_SIZES);
 		old = MemoryContextSwitchTo(cxt);
+		compiling = true;
+		n_pending_invals = 0;
 		PG_TRY();
 		{
 			entry->event_time_att = sp_catalog_stream_event_time(stream);
@@ -368,16 +386,29 @@ stream_entry(Oid stream)
 		}
 		PG_CATCH();
 		{
+			compiling = false;
 			MemoryContextSwitchTo(old);
 			MemoryContextDelete(cxt);
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
+		compiling = false;
 		MemoryContextSwitchTo(old);
 		entry->cxt = cxt;
 		entry->views = views;
 		entry->deps = deps;
 		entry->valid = true;
+		/* something it depends on changed while it was being compiled */
+		if (n_pending_invals > SP_MAX_PENDING_INVALS)
+			entry->valid = false;
+		else
+		{
+			int			i;
+
+			for (i = 0; i < n_pending_invals; i++)
+				if (list_member_oid(deps, pending_invals[i]))
+					entry->valid = false;
+		}
 	}
 	return entry;
 }
@@ -684,15 +715,6 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	if (r.rel == NULL)
 		return;
 
-	/* relations the plans read (the plans themselves take no locks) */
-	foreach(lc, v->plan->rtable)
-	{
-		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
-
-		if (rte->rtekind == RTE_RELATION)
-			LockRelationOid(rte->relid, rte->rellockmode);
-	}
-
 	env = create_queryEnv();
 	enr = palloc0(sizeof(EphemeralNamedRelationData));
 	enr->md.name = SP_BATCH_ENR_NAME;
@@ -804,6 +826,39 @@ apply_retention(CompiledView *v, TimestampTz wm)
 }
 
 /*
+ * The stream's compiled views, with every relation they write or read
+ * locked.  Taking a lock processes pending invalidations: if one hit the
+ * entry (DROP VIEW, ALTER of a joined table, ...), compile again, lock
+ * again, until what is locked is what will run.  (Plan caches do the same.)
+ */
+static StreamEntry *
+locked_stream_entry(Oid stream)
+{
+	for (;;)
+	{
+		StreamEntry *entry = stream_entry(stream);
+		ListCell   *lc;
+
+		foreach(lc, entry->views)
+		{
+			CompiledView *v = lfirst(lc);
+			ListCell   *rc;
+
+			LockRelationOid(v->state_relid, ShareRowExclusiveLock);
+			foreach(rc, v->plan->rtable)
+			{
+				RangeTblEntry *rte = lfirst_node(RangeTblEntry, rc);
+
+				if (rte->rtekind == RTE_RELATION)
+					LockRelationOid(rte->relid, rte->rellockmode);
+			}
+		}
+		if (entry->valid)
+			return entry;
+	}
+}
+
+/*
  * Apply a batch of stream rows to every continuous view of the stream, then
  * move the stream's watermark, all in the current transaction.
  */
@@ -820,7 +875,7 @@ sp_apply_batch(SpBatch *batch)
 
 	if (batch->nrows == 0)
 		return;
-	entry = stream_entry(batch->stream);
+	entry = locked_stream_entry(batch->stream);
 	if (!ActiveSnapshotSet())
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
