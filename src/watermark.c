@@ -36,6 +36,28 @@
 /*
  * The stream's watermark, locking it until the end of the transaction.
  */
+/*
+ * The per-batch queries, planned once per backend (the plan cache replans
+ * them if the catalog changes).
+ */
+static SPIPlanPtr
+kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare: %s", sql);
+		*plan = p;
+	}
+	return *plan;
+}
+
+static SPIPlanPtr get_plan = NULL;
+static SPIPlanPtr input_plan = NULL;
+static SPIPlanPtr move_plan = NULL;
+
 bool
 sp_watermark_get(Oid stream, TimestampTz *wm)
 {
@@ -51,8 +73,10 @@ sp_watermark_get(Oid stream, TimestampTz *wm)
 	 * each sees the watermark the previous one left, and a closed window
 	 * stays closed.
 	 */
-	if (SPI_execute_with_args("SELECT watermark FROM streamproc.stream_defs WHERE relid = $1 FOR UPDATE",
-							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(kept_plan(&get_plan,
+								   "SELECT watermark FROM streamproc.stream_defs WHERE relid = $1 FOR UPDATE",
+								   1, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the watermark of stream %u", stream);
 	if (SPI_processed > 0)
 		*wm = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
@@ -81,21 +105,25 @@ sp_watermark_observe(Oid stream, const char *input, TimestampTz max_event_time,
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO streamproc.stream_inputs AS i (stream, input, max_event_time, last_seen)"
-							  " VALUES ($1, $2, $3, pg_catalog.now())"
-							  " ON CONFLICT (stream, input) DO UPDATE"
-							  " SET max_event_time = GREATEST(i.max_event_time, excluded.max_event_time),"
-							  "     last_seen = excluded.last_seen",
-							  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_plan(kept_plan(&input_plan,
+								   "INSERT INTO streamproc.stream_inputs AS i (stream, input, max_event_time, last_seen)"
+								   " VALUES ($1, $2, $3, pg_catalog.now())"
+								   " ON CONFLICT (stream, input) DO UPDATE"
+								   " SET max_event_time = GREATEST(i.max_event_time, excluded.max_event_time),"
+								   "     last_seen = excluded.last_seen",
+								   3, types),
+						 values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the event time of stream %u", stream);
-	if (SPI_execute_with_args("UPDATE streamproc.stream_defs d"
-							  "   SET watermark = GREATEST(d.watermark, ("
-							  "       SELECT pg_catalog.min(i.max_event_time) - d.watermark_delay"
-							  "         FROM streamproc.stream_inputs i"
-							  "        WHERE i.stream = d.relid"
-							  "          AND (d.idle_timeout IS NULL OR i.last_seen >= pg_catalog.now() - d.idle_timeout)))"
-							  " WHERE d.relid = $1 RETURNING d.watermark",
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(kept_plan(&move_plan,
+								   "UPDATE streamproc.stream_defs d"
+								   "   SET watermark = GREATEST(d.watermark, ("
+								   "       SELECT pg_catalog.min(i.max_event_time) - d.watermark_delay"
+								   "         FROM streamproc.stream_inputs i"
+								   "        WHERE i.stream = d.relid"
+								   "          AND (d.idle_timeout IS NULL OR i.last_seen >= pg_catalog.now() - d.idle_timeout)))"
+								   " WHERE d.relid = $1 RETURNING d.watermark",
+								   1, types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not move the watermark of stream %u", stream);
 	if (SPI_processed > 0)
 		*wm = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
