@@ -167,8 +167,9 @@ COMMENT ON FUNCTION streamproc.session(timestamptz, interval) IS
 -- ---------------------------------------------------------------------------
 -- Watermarks
 -- ---------------------------------------------------------------------------
+-- SECURITY DEFINER: readers of emit 'final' views need it, not the catalog.
 CREATE FUNCTION streamproc.watermark(stream regclass) RETURNS timestamptz
-    LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$ SELECT watermark FROM streamproc.stream_defs WHERE relid = stream $$;
 
 CREATE FUNCTION streamproc.advance_watermark(stream regclass, ts timestamptz) RETURNS timestamptz

@@ -25,7 +25,7 @@ repo=$(cd "$here/.." && pwd)
 ROWS=${BENCH_ROWS:-1000000}
 RUNS=${BENCH_RUNS:-3}
 CHUNK_ROWS=${BENCH_CHUNK_ROWS:-10000}
-VARIANTS=${BENCH_VARIANTS:-stream plain trigger}
+VARIANTS=${BENCH_VARIANTS:-stream plain trigger noview}
 VARIANTS=${VARIANTS//,/ }
 REQUESTED=$VARIANTS
 OUT=${BENCH_OUT:-$here/results/copy.md}
@@ -49,7 +49,7 @@ log() { echo "copy_bench: $*" >&2; }
 [[ $RUNS =~ ^[1-9][0-9]*$ ]]       || die "BENCH_RUNS must be a positive integer (got '$RUNS')"
 [[ $CHUNK_ROWS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHUNK_ROWS must be a positive integer (got '$CHUNK_ROWS')"
 for v in $VARIANTS; do
-    case $v in stream|plain|trigger) ;; *) die "unknown variant '$v' in BENCH_VARIANTS (stream, plain, trigger)";; esac
+    case $v in stream|plain|trigger|noview) ;; *) die "unknown variant '$v' in BENCH_VARIANTS (stream, plain, trigger, noview)";; esac
 done
 [[ -n ${VARIANTS// /} ]] || die "BENCH_VARIANTS is empty"
 has_variant() { [[ " $VARIANTS " == *" $1 "* ]]; }
@@ -66,7 +66,7 @@ done
 
 # The stream variant needs the extension installed (make install).  Say so up
 # front rather than failing half-way; BENCH_VARIANTS="plain trigger" skips it.
-if has_variant stream; then
+if has_variant stream || has_variant noview; then
     if [[ ! -f $PKGLIBDIR/streamproc.so || ! -f $SHAREDIR/extension/streamproc.control ]]; then
         die "streamproc is not installed in $PKGLIBDIR (run: make PG_CONFIG=$PG_CONFIG && make install PG_CONFIG=$PG_CONFIG), or set BENCH_VARIANTS=\"plain trigger\""
     fi
@@ -131,7 +131,7 @@ as_pg "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C -N 
     { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
 
 PRELOAD=""
-has_variant stream && PRELOAD="shared_preload_libraries = 'streamproc'"
+{ has_variant stream || has_variant noview; } && PRELOAD="shared_preload_libraries = 'streamproc'"
 cat >>"$DATA/postgresql.conf" <<EOF
 
 # ---- copy_bench.sh ----
@@ -253,6 +253,7 @@ SQL
     ;;
     plain) echo 'DROP TABLE IF EXISTS bids_plain;' ;;
     trigger) echo 'DROP TABLE IF EXISTS bids_trig, bids_trig_agg;' ;;
+    noview) echo "SELECT streamproc.drop_stream('bids_nv') WHERE to_regclass('bids_nv') IS NOT NULL;" ;;
     esac
 }
 
@@ -264,6 +265,7 @@ SELECT streamproc.create_view('q7', $$SELECT auction, streamproc.tumble(date_tim
 SQL
     ;;
     plain) echo "CREATE TABLE bids_plain ($COLUMNS_SQL);" ;;
+    noview) echo "SELECT streamproc.create_stream('bids_nv', '$COLUMNS_SQL');" ;;
     trigger)
         echo "CREATE TABLE bids_trig ($COLUMNS_SQL);"
         cat <<'SQL'
@@ -296,7 +298,7 @@ SQL
 }
 
 target_of() {
-    case $1 in stream) echo bids ;; plain) echo bids_plain ;; trigger) echo bids_trig ;; esac
+    case $1 in stream) echo bids ;; plain) echo bids_plain ;; trigger) echo bids_trig ;; noview) echo bids_nv ;; esac
 }
 
 # Checks, sets :ok and :detail.  Stream and trigger: the aggregate's totals
@@ -310,6 +312,8 @@ SELECT (t.n = i.n AND t.total = i.total) AS ok,
        format('rows %s, sum(price) %s', t.n, t.total) AS detail
 FROM (SELECT count(*) AS n, coalesce(sum(price), 0) AS total FROM bids_plain) t, bench_input i \gset
 SQL
+        return ;;
+    noview) echo "SELECT true AS ok, 'nothing kept: the ceiling of COPY into a stream' AS detail \\gset"
         return ;;
     stream) rel=q7 ;;
     trigger) rel=bids_trig_agg ;;
@@ -377,12 +381,13 @@ SQL
     log "$v $what: $line"
 }
 
-if has_variant stream; then
+if has_variant stream || has_variant noview; then
     mark_log
     if ! "${PSQL[@]}" -c 'CREATE EXTENSION streamproc' >"$WORK/ext.log" 2>&1; then
         record_error "stream setup" "CREATE EXTENSION streamproc" "$WORK/ext.log"
         VARIANTS=" $VARIANTS "
         VARIANTS=${VARIANTS/ stream / }
+        VARIANTS=${VARIANTS/ noview / }
     fi
 fi
 
@@ -431,7 +436,7 @@ stats() {  # variant -> "best median runs_ok runs wal_mb_median check"
         FROM bench_runs WHERE variant = '$1'"
 }
 declare -A BEST MEDIAN OKRUNS WALMB CHECK
-for v in stream plain trigger; do
+for v in stream plain trigger noview; do
     read -r BEST[$v] MEDIAN[$v] OKRUNS[$v] _ WALMB[$v] CHECK[$v] <<<"$(stats "$v")"
 done
 
@@ -451,6 +456,7 @@ describe() {
     stream)  echo 'COPY into stream `bids`, one continuous view `q7` (10 s tumble per auction: count, max, sum)' ;;
     plain)   echo 'COPY into a plain table, no indexes' ;;
     trigger) echo 'COPY into a plain table + AFTER STATEMENT trigger upserting the same aggregate (transition table, ON CONFLICT)' ;;
+    noview)  echo 'COPY into a stream with no view: parsing and batching only, the ceiling of the stream path' ;;
     esac
 }
 
@@ -468,7 +474,7 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "| variant | what | rows/s best | rows/s median | WAL MB per load (median) | check |"
     echo "| --- | --- | ---: | ---: | ---: | --- |"
-    for v in stream plain trigger; do
+    for v in stream plain trigger noview; do
         [[ " $REQUESTED " == *" $v "* ]] || continue
         echo "| $v | $(describe "$v") | $(fmt_int "${BEST[$v]}") | $(fmt_int "${MEDIAN[$v]}") | $(fmt_int "${WALMB[$v]}") | ${CHECK[$v]/not-run/not run} (${OKRUNS[$v]}/$RUNS runs OK) |"
     done
@@ -477,6 +483,9 @@ mkdir -p "$(dirname "$OUT")"
     echo "| --- | ---: | ---: | ---: | --- |"
     echo "| stream / plain | $(times "$R_SP_MED") | $(times "$R_SP_BEST") | ≥ 1.5× | $(met "$R_SP_MED" 1.5) |"
     echo "| stream / trigger | $(times "$R_ST_MED") | $(times "$R_ST_BEST") | ≥ 2.5× | $(met "$R_ST_MED" 2.5) |"
+    if [[ " $REQUESTED " == *" noview "* ]]; then
+        echo "| no view / plain (ceiling of stream / plain) | $(times "$(ratio "${MEDIAN[noview]}" "${MEDIAN[plain]}")") | $(times "$(ratio "${BEST[noview]}" "${BEST[plain]}")") | | |"
+    fi
     echo
     echo "Per run (seconds for the whole load; check):"
     echo
@@ -485,7 +494,7 @@ mkdir -p "$(dirname "$OUT")"
     psql_val "SELECT format('| %s | %s | %s | %s | %s | %s |', variant, run, round(secs::numeric, 2),
                             to_char(rows / secs, 'FM999,999,999'), round(wal_bytes / 1048576),
                             coalesce(CASE WHEN ok THEN 'OK' ELSE 'MISMATCH' END || ': ' || check_detail, 'not run'))
-              FROM bench_runs ORDER BY array_position(ARRAY['stream', 'plain', 'trigger'], variant), run"
+              FROM bench_runs ORDER BY array_position(ARRAY['stream', 'plain', 'trigger', 'noview'], variant), run"
     if [[ ${#ERRORS[@]} -gt 0 ]]; then
         echo
         echo "Errors (verbatim):"

@@ -126,6 +126,9 @@ SELECT streamproc.finalize(5::int8, 'pg_catalog.count()'::regprocedure, '{}', NU
 SELECT streamproc.combine(x, 'pg_catalog.avg(int8)'::regprocedure, '{int8}') FROM (VALUES (5::int8)) v(x);
 SELECT streamproc.finalize(5::int8, 'pg_catalog.sum(int4)'::regprocedure, '{text}', NULL::int8);
 SELECT streamproc.finalize(5::int8, 'pg_catalog.int4pl(int4,int4)'::regprocedure, '{int4,int4}', NULL::int4);
+SELECT g, streamproc.combine(s, a, '{numeric}') FROM (VALUES
+    (1, '\x00'::bytea, 'pg_catalog.sum(numeric)'::regprocedure),
+    (2, '\x00'::bytea, 'pg_catalog.avg(numeric)'::regprocedure)) v(g, s, a) GROUP BY g;
 SELECT streamproc.finalize('\x0000000000000000000000170000000005'::bytea,
        'streamproc.latest(anyelement,timestamptz)', '{text,timestamptz}', NULL::text);
 

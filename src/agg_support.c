@@ -479,6 +479,17 @@ typedef struct CallSite
 	SpAggCall  *call;
 } CallSite;
 
+/* Are the agg and argtypes arguments of this streamproc.combine() call constants? */
+static bool
+combine_args_constant(FunctionCallInfo fcinfo)
+{
+	Aggref	   *aggref = AggGetAggref(fcinfo);
+
+	return aggref != NULL && list_length(aggref->args) == 3 &&
+		IsA(lsecond_node(TargetEntry, aggref->args)->expr, Const) &&
+		IsA(lthird_node(TargetEntry, aggref->args)->expr, Const);
+}
+
 /*
  * The call site's aggregate info, (re)built when the call's arguments
  * differ from the cached ones.  outtype is what the call produces: checked
@@ -500,6 +511,14 @@ call_site(FunctionCallInfo fcinfo, bool finalize)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("aggregate and argument types must not be NULL")));
+	/* one aggregate per call site: states of different groups share its info */
+	if (!(finalize ? (get_fn_expr_arg_stable(fcinfo->flinfo, aggarg) &&
+					  get_fn_expr_arg_stable(fcinfo->flinfo, aggarg + 1)) :
+		  combine_args_constant(fcinfo)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the aggregate and argument types of streamproc.%s must be constants",
+						finalize ? "finalize" : "combine")));
 	aggfnoid = PG_GETARG_OID(aggarg);
 	nargs = decode_argtypes(PG_GETARG_ARRAYTYPE_P(aggarg + 1), &argtypes);
 	outtype = finalize ? get_fn_expr_argtype(fcinfo->flinfo, 3) : statetype;

@@ -252,7 +252,8 @@ compile_view(SpViewDef *def, List **deps)
 		return NULL;
 	cv = palloc0(sizeof(CompiledView));
 	indexes = RelationGetIndexList(state);
-	sp_become_user(state->rd_rel->relowner, 0, &su);
+	/* planning may run the owner's functions (constant folding) */
+	sp_become_user(state->rd_rel->relowner, SECURITY_RESTRICTED_OPERATION, &su);
 	shape = sp_view_shape(def->sql, def->tree);
 	check_state_layout(state, shape, def->relid);
 	cv->owner = state->rd_rel->relowner;
@@ -778,9 +779,6 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	r.call = sp_agg_call_create(CurrentMemoryContext);
 
 	run_plan(v->plan, v->sql, (DestReceiver *) &r, env, params);
-	sp_catalog_leave(&su);
-	if (late_rows > 0)
-		sp_catalog_add_late_rows(v->relid, late_rows);
 
 	if (r.partials != NIL)
 	{
@@ -796,6 +794,10 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 		}
 		ExecDropSingleTupleTableSlot(p);
 	}
+	/* combine functions of session merges ran as the owner too */
+	sp_catalog_leave(&su);
+	if (late_rows > 0)
+		sp_catalog_add_late_rows(v->relid, late_rows);
 
 	index_endscan(r.scan);
 	ExecDropSingleTupleTableSlot(r.found);
@@ -834,7 +836,9 @@ apply_retention(CompiledView *v, TimestampTz wm)
 static StreamEntry *
 locked_stream_entry(Oid stream)
 {
-	for (;;)
+	int			attempt;
+
+	for (attempt = 1;; attempt++)
 	{
 		StreamEntry *entry = stream_entry(stream);
 		ListCell   *lc;
@@ -853,7 +857,12 @@ locked_stream_entry(Oid stream)
 					LockRelationOid(rte->relid, rte->rellockmode);
 			}
 		}
-		if (entry->valid)
+		/*
+		 * Valid, or compiled with everything it uses already locked: then
+		 * only unrelated invalidations (counted conservatively) can have
+		 * marked it, and it is current.
+		 */
+		if (entry->valid || attempt >= 3)
 			return entry;
 	}
 }
@@ -875,7 +884,6 @@ sp_apply_batch(SpBatch *batch)
 
 	if (batch->nrows == 0)
 		return;
-	entry = locked_stream_entry(batch->stream);
 	if (!ActiveSnapshotSet())
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -885,7 +893,9 @@ sp_apply_batch(SpBatch *batch)
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 
+	/* lock order: the stream's watermark row, then the views' relations */
 	wm_valid = sp_watermark_get(batch->stream, &wm);
+	entry = locked_stream_entry(batch->stream);
 	if (batch->rows != NULL)
 	{
 		foreach(lc, entry->views)

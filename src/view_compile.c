@@ -90,10 +90,15 @@ sp_push_catalog_search_path(void)
 	return nestlevel;
 }
 
+/*
+ * Undo every setting changed since sp_push_catalog_search_path(), including
+ * plain SETs made by code that ran meanwhile (a view's functions must not
+ * change the writer's session).
+ */
 void
 sp_pop_search_path(int nestlevel)
 {
-	AtEOXact_GUC(true, nestlevel);
+	AtEOXact_GUC(false, nestlevel);
 }
 
 static Oid
