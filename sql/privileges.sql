@@ -36,7 +36,30 @@ SELECT * FROM priv_v ORDER BY k;
 SELECT count(*) > 0 FROM pg_class c WHERE c.relname LIKE 'state%' AND has_table_privilege(c.oid, 'SELECT');
 RESET ROLE;
 
+-- a role granted create_view makes its own views; their state stays the
+-- extension's: the creator reads it through the view and cannot change it
+GRANT EXECUTE ON FUNCTION streamproc.create_view(text, text, text, interval),
+                          streamproc.drop_view(text) TO sp_user;
+GRANT SELECT ON priv_s TO sp_user;
+SET ROLE sp_user;
+SELECT streamproc.create_view('user_v', $$SELECT k, count(*) AS n FROM priv_s GROUP BY k$$);
+CREATE VIEW user_v2 WITH (streamproc.continuous) AS SELECT count(*) AS n FROM priv_s;
+INSERT INTO priv_s VALUES (5, 5), (5, 6);
+SELECT * FROM user_v ORDER BY k;
+SELECT * FROM user_v2;
+DO $$
+BEGIN
+    EXECUTE format('CREATE INDEX ON %s (k)', (SELECT c.oid::regclass FROM pg_class c
+        WHERE c.relname LIKE 'state%' AND c.relkind = 'r' AND has_table_privilege(c.oid, 'SELECT') LIMIT 1));
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'cannot change a state table: %', SQLSTATE;
+END $$;
+SELECT streamproc.drop_view('user_v');
+DROP VIEW user_v2;
+RESET ROLE;
+
 SELECT streamproc.drop_stream('priv_s', cascade => true);
+REVOKE ALL ON FUNCTION streamproc.create_view(text, text, text, interval), streamproc.drop_view(text) FROM sp_user;
 REVOKE ALL ON SCHEMA public FROM sp_user;
 REVOKE USAGE ON FOREIGN SERVER streamproc FROM sp_user;
 DROP ROLE sp_user;

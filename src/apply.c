@@ -43,6 +43,8 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
@@ -200,7 +202,7 @@ check_state_layout(Relation state, SpViewShape *shape, Oid view_relid)
 		(shape->window_kind == SP_WINDOW_SESSION ? 1 : 0);
 	int			i = 0;
 	ListCell   *lc;
-	bool		ok = (desc->natts == natts);
+	bool		ok = (desc->natts == natts && state->rd_rel->relkind == RELKIND_RELATION);
 
 	foreach(lc, shape->keys)
 	{
@@ -222,6 +224,39 @@ check_state_layout(Relation state, SpViewShape *shape, Oid view_relid)
 		ok = TupleDescAttr(desc, i)->atttypid == INT8OID;
 	if (ok && shape->window_kind == SP_WINDOW_SESSION)
 		ok = TupleDescAttr(desc, i + 1)->atttypid == TIMESTAMPTZOID;
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the state table of continuous view \"%s\" has been altered",
+						get_rel_name(view_relid)),
+				 errhint("Drop the continuous view and create it again.")));
+}
+
+/* Its index must be the unique btree on the keys that merges search. */
+static void
+check_state_index(Relation index, SpViewShape *shape, Oid view_relid)
+{
+	Form_pg_index ix = index->rd_index;
+	int			nkeys = list_length(shape->keys);
+	bool		ok;
+	bool		seen[INDEX_MAX_KEYS + 1] = {false};
+	int			i;
+
+	ok = ix->indisunique && index->rd_rel->relam == BTREE_AM_OID &&
+		ix->indnkeyatts == nkeys && ix->indnatts == nkeys &&
+		heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+		heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL);
+	for (i = 0; ok && i < nkeys; i++)
+	{
+		AttrNumber	a = ix->indkey.values[i];
+
+		ok = a >= 1 && a <= nkeys && !seen[a];
+		if (ok)
+			seen[a] = true;
+	}
+	/* session lookups scan the sessions of one key by start: start last */
+	if (ok && shape->window_kind == SP_WINDOW_SESSION)
+		ok = ix->indkey.values[nkeys - 1] == shape->window_key + 1;
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -252,11 +287,12 @@ compile_view(SpViewDef *def, List **deps)
 		return NULL;
 	cv = palloc0(sizeof(CompiledView));
 	indexes = RelationGetIndexList(state);
+	/* the view's owner: the owner of its read view */
+	cv->owner = sp_rel_owner(def->relid);
 	/* planning may run the owner's functions (constant folding) */
-	sp_become_user(state->rd_rel->relowner, SECURITY_RESTRICTED_OPERATION, &su);
+	sp_become_user(cv->owner, SECURITY_RESTRICTED_OPERATION, &su);
 	shape = sp_view_shape(def->sql, def->tree);
 	check_state_layout(state, shape, def->relid);
-	cv->owner = state->rd_rel->relowner;
 
 	cv->relid = def->relid;
 	cv->state_relid = def->state_relid;
@@ -272,15 +308,15 @@ compile_view(SpViewDef *def, List **deps)
 		elog(ERROR, "state table \"%s\" must have exactly one index",
 			 RelationGetRelationName(state));
 	cv->index_relid = linitial_oid(indexes);
-	cv->plan = sp_view_partial_plan(shape, state->rd_rel->relowner,
-									sp_batch_size);
+	cv->plan = sp_view_partial_plan(shape, cv->owner, sp_batch_size);
 	elog(DEBUG2, "streamproc: partial plan of %s: %s",
 		 get_rel_name(def->relid), nodeToString(cv->plan->planTree));
 	if (shape->event_time_window)
-		cv->late_plan = sp_view_late_plan(shape, state->rd_rel->relowner,
-										  sp_batch_size, def->relid);
+		cv->late_plan = sp_view_late_plan(shape, cv->owner, sp_batch_size,
+										  def->relid);
 
 	index = index_open(cv->index_relid, AccessShareLock);
+	check_state_index(index, shape, def->relid);
 	cv->keyattnos = palloc0(sizeof(AttrNumber) * cv->nkeys);
 	cv->eqprocs = palloc0(sizeof(FmgrInfo) * cv->nkeys);
 	cv->eqcollations = palloc0(sizeof(Oid) * cv->nkeys);
@@ -819,7 +855,8 @@ apply_retention(CompiledView *v, TimestampTz wm)
 	SpSavedUser su;
 
 	values[0] = TimestampTzGetDatum(wm - v->retention_us - v->window_us);
-	sp_catalog_enter(&su);
+	/* the state table's owner: the catalog's; nothing of the view's runs */
+	sp_become_user(sp_catalog_owner(), SECURITY_RESTRICTED_OPERATION, &su);
 	SPI_connect();
 	if (SPI_execute_with_args(v->retention_sql, 1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "retention of continuous view %u failed", v->relid);

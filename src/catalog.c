@@ -61,19 +61,30 @@ sp_become_user(Oid userid, int sec_flags, SpSavedUser *saved)
  * stream, on behalf of the extension: as the catalog's owner, never with
  * the caller's search_path.
  */
-void
-sp_catalog_enter(SpSavedUser *saved)
+Oid
+sp_rel_owner(Oid relid)
 {
-	HeapTuple	tup;
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	Oid			owner;
-	Oid			relid = get_relname_relid("stream_defs", sp_catalog_schema());
 
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for relation %u", relid);
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
-	sp_become_user(owner, 0, saved);
+	return owner;
+}
+
+/* The owner of the extension's catalog (who created the extension). */
+Oid
+sp_catalog_owner(void)
+{
+	return sp_rel_owner(get_relname_relid("stream_defs", sp_catalog_schema()));
+}
+
+void
+sp_catalog_enter(SpSavedUser *saved)
+{
+	sp_become_user(sp_catalog_owner(), 0, saved);
 }
 
 void

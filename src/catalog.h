@@ -29,6 +29,8 @@ typedef struct SpSavedUser
 } SpSavedUser;
 
 extern void sp_check_extension(void);
+extern Oid	sp_catalog_owner(void);
+extern Oid	sp_rel_owner(Oid relid);
 extern void sp_catalog_enter(SpSavedUser *saved);
 extern void sp_catalog_leave(SpSavedUser *saved);
 extern void sp_become_user(Oid userid, int sec_flags, SpSavedUser *saved);

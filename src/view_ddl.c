@@ -78,10 +78,18 @@ column_def(const char *name, Oid type, int32 typmod, Oid collation)
 	return def;
 }
 
-/* Create the state table; returns its OID. */
+/*
+ * Create the state table; returns its OID.  It belongs to the extension's
+ * catalog owner, not to the view's creator, who may only read it (through
+ * the view): nobody else may add triggers or indexes to what streamproc
+ * writes on everyone's behalf.
+ */
 static Oid
 create_state_table(SpViewShape *shape, int64 id)
 {
+	Oid			creator = GetUserId();
+	SpSavedUser su;
+	Oid			relid;
 	StringInfoData sql;
 	StringInfoData keys;
 	char	   *name = psprintf("state_%lld", (long long) id);
@@ -124,6 +132,7 @@ create_state_table(SpViewShape *shape, int64 id)
 					 SP_ROWS_COLUMN,
 					 shape->window_kind == SP_WINDOW_SESSION ?
 					 ", " SP_SESSION_END_COLUMN " pg_catalog.timestamptz NOT NULL" : "");
+	sp_catalog_enter(&su);
 	spi_ddl(sql.data);
 	spi_ddl(psprintf("CREATE UNIQUE INDEX %s ON %s (%s) NULLS NOT DISTINCT",
 					 quote_identifier(psprintf("%s_key", name)), qname, keys.data));
@@ -131,7 +140,12 @@ create_state_table(SpViewShape *shape, int64 id)
 	spi_ddl(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", qname));
 	spi_ddl(psprintf("COMMENT ON TABLE %s IS %s", qname,
 					 quote_literal_cstr("state of a streamproc continuous view; written only by streamproc")));
-	return get_relname_relid(name, sp_catalog_schema());
+	if (creator != GetUserId())
+		spi_ddl(psprintf("GRANT SELECT ON %s TO %s", qname,
+						 quote_identifier(GetUserNameFromId(creator, false))));
+	relid = get_relname_relid(name, sp_catalog_schema());
+	sp_catalog_leave(&su);
+	return relid;
 }
 
 /*
