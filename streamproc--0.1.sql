@@ -21,6 +21,8 @@ COMMENT ON SERVER streamproc IS 'streams: foreign tables of this server feed con
 CREATE TABLE streamproc.stream_defs (
     relid           regclass PRIMARY KEY,
     event_time_att  int2,                          -- event-time column (attnum), or NULL
+    event_time      name,                          -- its name, for restores into another database
+    origin          text NOT NULL,                 -- system identifier/database where attnums hold
     watermark_delay interval NOT NULL DEFAULT '0',
     idle_timeout    interval,
     watermark       timestamptz,
@@ -36,6 +38,7 @@ CREATE TABLE streamproc.view_defs (
     query           text NOT NULL,                 -- as written
     canonical_query text NOT NULL,                 -- names qualified; for display and dumps
     query_tree      text NOT NULL,                 -- the analyzed query: what is compiled
+    origin          text NOT NULL,                 -- system identifier/database where its OIDs hold
     emit            text NOT NULL DEFAULT 'changes' CHECK (emit IN ('changes', 'final')),
     retention       interval,
     window_kind     text CHECK (window_kind IN ('tumble', 'hop', 'session')),
@@ -245,8 +248,7 @@ COMMENT ON AGGREGATE streamproc.earliest(anyelement, timestamptz) IS 'value at t
 -- ---------------------------------------------------------------------------
 CREATE VIEW streamproc.streams AS
 SELECT s.relid AS stream,
-       (SELECT a.attname FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = s.relid AND a.attnum = s.event_time_att) AS event_time,
+       s.event_time,
        s.watermark_delay,
        s.idle_timeout,
        s.watermark,

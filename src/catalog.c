@@ -20,6 +20,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/snapmgr.h"
+#include "access/xlog.h"
 #include "access/htup_details.h"
 #include "catalog/pg_class.h"
 
@@ -72,6 +73,17 @@ sp_rel_owner(Oid relid)
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+/*
+ * Where OIDs and attribute numbers stored in the catalog are valid: this
+ * cluster and database.  A dump restored elsewhere carries another origin,
+ * and names are used instead.
+ */
+char *
+sp_origin(void)
+{
+	return psprintf(UINT64_FORMAT "/%u", GetSystemIdentifier(), MyDatabaseId);
 }
 
 /* The owner of the extension's catalog (who created the extension). */
@@ -139,13 +151,14 @@ sp_catalog_next_view_id(void)
 }
 
 void
-sp_catalog_insert_stream(Oid relid, AttrNumber event_time, Interval *delay,
+sp_catalog_insert_stream(Oid relid, AttrNumber event_time,
+						 const char *event_time_name, Interval *delay,
 						 Interval *idle)
 {
 	SpSavedUser su;
-	Oid			types[4] = {OIDOID, INT2OID, INTERVALOID, INTERVALOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			types[6] = {OIDOID, INT2OID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = Int16GetDatum(event_time);
@@ -153,10 +166,13 @@ sp_catalog_insert_stream(Oid relid, AttrNumber event_time, Interval *delay,
 	values[2] = IntervalPGetDatum(delay);
 	values[3] = idle ? IntervalPGetDatum(idle) : (Datum) 0;
 	nulls[3] = idle ? ' ' : 'n';
+	values[4] = event_time_name ? CStringGetTextDatum(event_time_name) : (Datum) 0;
+	nulls[4] = event_time_name ? ' ' : 'n';
+	values[5] = CStringGetTextDatum(sp_origin());
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("INSERT INTO streamproc.stream_defs (relid, event_time_att, watermark_delay, idle_timeout)"
-			 " VALUES ($1, $2, $3, $4)", 4, types, values, nulls, SPI_OK_INSERT);
+	spi_exec("INSERT INTO streamproc.stream_defs (relid, event_time_att, watermark_delay, idle_timeout,"
+			 " event_time, origin) VALUES ($1, $2, $3, $4, $5, $6)", 6, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	sp_catalog_leave(&su);
 }
@@ -170,10 +186,10 @@ sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
 					   bool event_time_window)
 {
 	SpSavedUser su;
-	Oid			types[14] = {INT8OID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID,
-	TEXTOID, INTERVALOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID, BOOLOID, TEXTOID};
-	Datum		values[14];
-	char		nulls[14];
+	Oid			types[15] = {INT8OID, OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID,
+	TEXTOID, INTERVALOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID, BOOLOID, TEXTOID, TEXTOID};
+	Datum		values[15];
+	char		nulls[15];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(id);
@@ -195,13 +211,14 @@ sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
 	nulls[11] = window_slide ? ' ' : 'n';
 	values[12] = BoolGetDatum(event_time_window);
 	values[13] = CStringGetTextDatum(tree);
+	values[14] = CStringGetTextDatum(sp_origin());
 	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("INSERT INTO streamproc.view_defs (id, relid, stream, state_table, query, canonical_query,"
 			 " emit, retention, window_kind, window_column, window_size, window_slide, event_time_window,"
-			 " query_tree)"
-			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-			 14, types, values, nulls, SPI_OK_INSERT);
+			 " query_tree, origin)"
+			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+			 15, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	sp_catalog_leave(&su);
 }
@@ -211,17 +228,18 @@ List *
 sp_catalog_stream_views(Oid stream)
 {
 	SpSavedUser su;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(stream)};
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2] = {ObjectIdGetDatum(stream), CStringGetTextDatum(sp_origin())};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *result = NIL;
 	uint64		i;
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_latest("SELECT id, relid::oid, state_table::oid, canonical_query, retention, query_tree"
+	spi_latest("SELECT id, relid::oid, state_table::oid, canonical_query, retention,"
+			   " CASE WHEN origin = $2 THEN query_tree END"
 			   " FROM streamproc.view_defs WHERE stream = $1 ORDER BY id",
-			   1, types, values);
+			   2, types, values);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -235,7 +253,11 @@ sp_catalog_stream_views(Oid stream)
 		def->stream = stream;
 		def->state_relid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 		def->sql = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
-		def->tree = TextDatumGetCString(SPI_getbinval(tup, desc, 6, &isnull));
+		{
+			Datum		t = SPI_getbinval(tup, desc, 6, &isnull);
+
+			def->tree = isnull ? NULL : TextDatumGetCString(t);
+		}
 		{
 			Datum		r = SPI_getbinval(tup, desc, 5, &isnull);
 
@@ -321,21 +343,32 @@ AttrNumber
 sp_catalog_stream_event_time(Oid stream)
 {
 	SpSavedUser su;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(stream)};
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2] = {ObjectIdGetDatum(stream), CStringGetTextDatum(sp_origin())};
 	AttrNumber	att = InvalidAttrNumber;
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_latest("SELECT event_time_att FROM streamproc.stream_defs WHERE relid = $1",
-			   1, types, values);
+	spi_latest("SELECT event_time_att, event_time::text, origin = $2 FROM streamproc.stream_defs WHERE relid = $1",
+			   2, types, values);
 	if (SPI_processed > 0)
 	{
 		bool		isnull;
+		bool		namenull;
+		bool		here;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		name = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &namenull);
 
-		if (!isnull)
-			att = DatumGetInt16(d);
+		here = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		if (!namenull)
+		{
+			att = here ? DatumGetInt16(d) : get_attnum(stream, TextDatumGetCString(name));
+			if (att == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("event-time column \"%s\" of stream \"%s\" does not exist",
+								TextDatumGetCString(name), get_rel_name(stream))));
+		}
 	}
 	SPI_finish();
 	sp_catalog_leave(&su);
@@ -353,6 +386,22 @@ sp_catalog_add_late_rows(Oid view_relid, int64 n)
 	SPI_connect();
 	spi_exec("UPDATE streamproc.view_defs SET late_rows = late_rows + $2 WHERE relid = $1",
 			 2, types, values, NULL, SPI_OK_UPDATE);
+	SPI_finish();
+	sp_catalog_leave(&su);
+}
+
+/* Keep the event-time column's name current when it is renamed. */
+void
+sp_catalog_rename_event_time(Oid stream, AttrNumber att, const char *name)
+{
+	SpSavedUser su;
+	Oid			types[3] = {OIDOID, INT2OID, TEXTOID};
+	Datum		values[3] = {ObjectIdGetDatum(stream), Int16GetDatum(att), CStringGetTextDatum(name)};
+
+	sp_catalog_enter(&su);
+	SPI_connect();
+	spi_exec("UPDATE streamproc.stream_defs SET event_time = $3 WHERE relid = $1 AND event_time_att = $2",
+			 3, types, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
 	sp_catalog_leave(&su);
 }

@@ -16,7 +16,8 @@ typedef struct SpViewDef
 	Oid			stream;
 	Oid			state_relid;
 	char	   *sql;			/* canonical query */
-	char	   *tree;			/* analyzed query (nodeToString) */
+	char	   *tree;			/* analyzed query (nodeToString), or NULL when
+								 * made in another database (a restore) */
 	Interval   *retention;		/* or NULL */
 } SpViewDef;
 
@@ -30,6 +31,8 @@ typedef struct SpSavedUser
 
 extern void sp_check_extension(void);
 extern Oid	sp_catalog_owner(void);
+extern char *sp_origin(void);
+extern void sp_catalog_rename_event_time(Oid stream, AttrNumber att, const char *name);
 extern Oid	sp_rel_owner(Oid relid);
 extern void sp_catalog_enter(SpSavedUser *saved);
 extern void sp_catalog_leave(SpSavedUser *saved);
@@ -37,6 +40,7 @@ extern void sp_become_user(Oid userid, int sec_flags, SpSavedUser *saved);
 extern Oid	sp_catalog_schema(void);
 extern int64 sp_catalog_next_view_id(void);
 extern void sp_catalog_insert_stream(Oid relid, AttrNumber event_time,
+									 const char *event_time_name,
 									 Interval *delay, Interval *idle);
 extern void sp_catalog_insert_view(int64 id, Oid relid, Oid stream,
 								   Oid state_relid, const char *query,

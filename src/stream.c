@@ -142,7 +142,7 @@ sp_create_stream(PG_FUNCTION_ARGS)
 							event_time),
 					 errhint("Declare the column as timestamptz.")));
 	}
-	sp_catalog_insert_stream(relid, att, delay, idle);
+	sp_catalog_insert_stream(relid, att, event_time, delay, idle);
 	PG_RETURN_OID(relid);
 }
 

@@ -29,6 +29,7 @@
 #include "rewrite/rewriteSupport.h"
 #include "rewrite/prs2lock.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "catalog/pg_type.h"
@@ -460,6 +461,20 @@ sp_process_utility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+
+	/* a renamed event-time column: its name is what a restore goes by */
+	if (IsA(parsetree, RenameStmt) &&
+		((RenameStmt *) parsetree)->renameType == OBJECT_COLUMN &&
+		((RenameStmt *) parsetree)->relation != NULL)
+	{
+		RenameStmt *rs = (RenameStmt *) parsetree;
+		Oid			relid = RangeVarGetRelid(rs->relation, NoLock, true);
+
+		if (OidIsValid(relid) && sp_is_stream(relid) &&
+			OidIsValid(get_extension_oid("streamproc", true)))
+			sp_catalog_rename_event_time(relid, get_attnum(relid, rs->newname),
+										 rs->newname);
+	}
 }
 
 void
