@@ -54,6 +54,14 @@ BEGIN
 EXCEPTION WHEN insufficient_privilege THEN
     RAISE NOTICE 'cannot change a state table: %', SQLSTATE;
 END $$;
+RESET ROLE;
+-- losing SELECT on the stream stops the view's owner from reading it
+REVOKE SELECT ON priv_s FROM sp_user;
+INSERT INTO priv_s VALUES (6, 6);
+GRANT SELECT ON priv_s TO sp_user;
+INSERT INTO priv_s VALUES (6, 6);
+SET ROLE sp_user;
+SELECT * FROM user_v ORDER BY k;
 SELECT streamproc.drop_view('user_v');
 DROP VIEW user_v2;
 RESET ROLE;

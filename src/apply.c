@@ -59,6 +59,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/builtins.h"
+#include "utils/acl.h"
 #include "utils/fmgroids.h"
 #include "executor/spi.h"
 #include "nodes/params.h"
@@ -293,6 +294,13 @@ compile_view(SpViewDef *def, List **deps)
 	sp_become_user(cv->owner, SECURITY_RESTRICTED_OPERATION, &su);
 	shape = sp_view_shape(def->sql, def->tree);
 	check_state_layout(state, shape, def->relid);
+	/* the batch is read without a permission check of its own */
+	if (pg_class_aclcheck(shape->stream, cv->owner, ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the owner of continuous view \"%s\" may not read stream \"%s\"",
+						get_rel_name(def->relid), get_rel_name(shape->stream)),
+				 errhint("Grant SELECT on the stream to the view's owner again, or drop the view.")));
 
 	cv->relid = def->relid;
 	cv->state_relid = def->state_relid;
