@@ -22,7 +22,7 @@ CREATE TABLE streamproc.stream_defs (
     relid           regclass PRIMARY KEY,
     event_time_att  int2,                          -- event-time column (attnum), or NULL
     event_time      name,                          -- its name, for restores into another database
-    origin          text NOT NULL,                 -- system identifier/database where attnums hold
+    origin          text NOT NULL,                 -- system identifier/database/stream OID where attnums hold
     watermark_delay interval NOT NULL DEFAULT '0',
     idle_timeout    interval,
     watermark       timestamptz,
@@ -38,7 +38,7 @@ CREATE TABLE streamproc.view_defs (
     query           text NOT NULL,                 -- as written
     canonical_query text NOT NULL,                 -- names qualified; for display and dumps
     query_tree      text NOT NULL,                 -- the analyzed query: what is compiled
-    origin          text NOT NULL,                 -- system identifier/database where its OIDs hold
+    origin          text NOT NULL,                 -- system id/database/stream OID/state OID where its OIDs hold
     emit            text NOT NULL DEFAULT 'changes' CHECK (emit IN ('changes', 'final')),
     retention       interval,
     window_kind     text CHECK (window_kind IN ('tumble', 'hop', 'session')),

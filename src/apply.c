@@ -294,13 +294,17 @@ compile_view(SpViewDef *def, List **deps)
 	sp_become_user(cv->owner, SECURITY_RESTRICTED_OPERATION, &su);
 	shape = sp_view_shape(def->sql, def->tree);
 	check_state_layout(state, shape, def->relid);
-	/* the batch is read without a permission check of its own */
-	if (pg_class_aclcheck(shape->stream, cv->owner, ACL_SELECT) != ACLCHECK_OK)
+	/*
+	 * The batch is read without a permission check of its own: the owner
+	 * must still be allowed to read what the view reads, columns included.
+	 */
+	if (!ExecCheckRTPerms(shape->query->rtable, false))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("the owner of continuous view \"%s\" may not read stream \"%s\"",
-						get_rel_name(def->relid), get_rel_name(shape->stream)),
-				 errhint("Grant SELECT on the stream to the view's owner again, or drop the view.")));
+				 errmsg("the owner of continuous view \"%s\" may no longer read what the view reads",
+						get_rel_name(def->relid)),
+				 errdetail("The view reads stream \"%s\".", get_rel_name(shape->stream)),
+				 errhint("Grant SELECT to the view's owner again, or drop the view.")));
 
 	cv->relid = def->relid;
 	cv->state_relid = def->state_relid;
@@ -879,7 +883,7 @@ apply_retention(CompiledView *v, TimestampTz wm)
  * again, until what is locked is what will run.  (Plan caches do the same.)
  */
 static StreamEntry *
-locked_stream_entry(Oid stream)
+locked_stream_entry(Oid stream, bool state_tables)
 {
 	int			attempt;
 
@@ -893,7 +897,8 @@ locked_stream_entry(Oid stream)
 			CompiledView *v = lfirst(lc);
 			ListCell   *rc;
 
-			LockRelationOid(v->state_relid, ShareRowExclusiveLock);
+			if (state_tables)
+				LockRelationOid(v->state_relid, ShareRowExclusiveLock);
 			foreach(rc, v->plan->rtable)
 			{
 				RangeTblEntry *rte = lfirst_node(RangeTblEntry, rc);
@@ -938,9 +943,14 @@ sp_apply_batch(SpBatch *batch)
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 
-	/* lock order: the stream's watermark row, then the views' relations */
+	/*
+	 * Lock order, the same whether or not the views are compiled yet: the
+	 * relations the views read (compiling takes them too), the stream's
+	 * watermark row, the state tables.
+	 */
+	(void) locked_stream_entry(batch->stream, false);
 	wm_valid = sp_watermark_get(batch->stream, &wm);
-	entry = locked_stream_entry(batch->stream);
+	entry = locked_stream_entry(batch->stream, true);
 	if (batch->rows != NULL)
 	{
 		foreach(lc, entry->views)

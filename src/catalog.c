@@ -168,7 +168,7 @@ sp_catalog_insert_stream(Oid relid, AttrNumber event_time,
 	nulls[3] = idle ? ' ' : 'n';
 	values[4] = event_time_name ? CStringGetTextDatum(event_time_name) : (Datum) 0;
 	nulls[4] = event_time_name ? ' ' : 'n';
-	values[5] = CStringGetTextDatum(sp_origin());
+	values[5] = CStringGetTextDatum(psprintf("%s/%u", sp_origin(), relid));
 	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("INSERT INTO streamproc.stream_defs (relid, event_time_att, watermark_delay, idle_timeout,"
@@ -211,7 +211,7 @@ sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
 	nulls[11] = window_slide ? ' ' : 'n';
 	values[12] = BoolGetDatum(event_time_window);
 	values[13] = CStringGetTextDatum(tree);
-	values[14] = CStringGetTextDatum(sp_origin());
+	values[14] = CStringGetTextDatum(psprintf("%s/%u/%u", sp_origin(), stream, state_relid));
 	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_exec("INSERT INTO streamproc.view_defs (id, relid, stream, state_table, query, canonical_query,"
@@ -237,7 +237,7 @@ sp_catalog_stream_views(Oid stream)
 	sp_catalog_enter(&su);
 	SPI_connect();
 	spi_latest("SELECT id, relid::oid, state_table::oid, canonical_query, retention,"
-			   " CASE WHEN origin = $2 THEN query_tree END"
+			   " CASE WHEN origin = $2 || '/' || stream::oid || '/' || state_table::oid THEN query_tree END"
 			   " FROM streamproc.view_defs WHERE stream = $1 ORDER BY id",
 			   2, types, values);
 	for (i = 0; i < SPI_processed; i++)
@@ -349,7 +349,8 @@ sp_catalog_stream_event_time(Oid stream)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_latest("SELECT event_time_att, event_time::text, origin = $2 FROM streamproc.stream_defs WHERE relid = $1",
+	spi_latest("SELECT event_time_att, event_time::text, origin = $2 || '/' || relid::oid"
+			   " FROM streamproc.stream_defs WHERE relid = $1",
 			   2, types, values);
 	if (SPI_processed > 0)
 	{
@@ -392,15 +393,16 @@ sp_catalog_add_late_rows(Oid view_relid, int64 n)
 
 /* Keep the event-time column's name current when it is renamed. */
 void
-sp_catalog_rename_event_time(Oid stream, AttrNumber att, const char *name)
+sp_catalog_rename_event_time(Oid stream, const char *oldname, const char *newname)
 {
 	SpSavedUser su;
-	Oid			types[3] = {OIDOID, INT2OID, TEXTOID};
-	Datum		values[3] = {ObjectIdGetDatum(stream), Int16GetDatum(att), CStringGetTextDatum(name)};
+	Oid			types[3] = {OIDOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {ObjectIdGetDatum(stream), CStringGetTextDatum(oldname),
+	CStringGetTextDatum(newname)};
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("UPDATE streamproc.stream_defs SET event_time = $3 WHERE relid = $1 AND event_time_att = $2",
+	spi_exec("UPDATE streamproc.stream_defs SET event_time = $3 WHERE relid = $1 AND event_time = $2",
 			 3, types, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
 	sp_catalog_leave(&su);

@@ -32,7 +32,7 @@ typedef struct SpSavedUser
 extern void sp_check_extension(void);
 extern Oid	sp_catalog_owner(void);
 extern char *sp_origin(void);
-extern void sp_catalog_rename_event_time(Oid stream, AttrNumber att, const char *name);
+extern void sp_catalog_rename_event_time(Oid stream, const char *oldname, const char *newname);
 extern Oid	sp_rel_owner(Oid relid);
 extern void sp_catalog_enter(SpSavedUser *saved);
 extern void sp_catalog_leave(SpSavedUser *saved);

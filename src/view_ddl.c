@@ -472,8 +472,7 @@ sp_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 		if (OidIsValid(relid) && sp_is_stream(relid) &&
 			OidIsValid(get_extension_oid("streamproc", true)))
-			sp_catalog_rename_event_time(relid, get_attnum(relid, rs->newname),
-										 rs->newname);
+			sp_catalog_rename_event_time(relid, rs->subname, rs->newname);
 	}
 }
 
