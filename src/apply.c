@@ -533,6 +533,28 @@ set_key_scankeys(MergeReceiver *r, TupleTableSlot *slot, int n)
 	}
 }
 
+/*
+ * out's states := combine(a's, b's), in the order a, b (out may be b).
+ * The results live in the receiver's per-group memory.
+ */
+static void
+combine_states(MergeReceiver *r, TupleTableSlot *a, TupleTableSlot *b,
+			   TupleTableSlot *out)
+{
+	CompiledView *v = r->view;
+	int			i;
+
+	for (i = v->nkeys; i < v->nkeys + v->naggs; i++)
+	{
+		Datum		vals[2] = {a->tts_values[i], b->tts_values[i]};
+		bool		nulls[2] = {a->tts_isnull[i], b->tts_isnull[i]};
+
+		out->tts_values[i] = sp_agg_combine_stored(&v->aggs[i - v->nkeys], r->call,
+												   vals, nulls, 2,
+												   &out->tts_isnull[i]);
+	}
+}
+
 static void
 insert_state(MergeReceiver *r, TupleTableSlot *out)
 {
@@ -550,7 +572,6 @@ merge_group(MergeReceiver *r, TupleTableSlot *slot)
 	int			rowscol = nkeys + v->naggs;
 	TupleTableSlot *out = r->out;
 	bool		found;
-	int			i;
 
 	set_key_scankeys(r, slot, nkeys);
 	index_rescan(r->scan, r->skeys, nkeys, NULL, 0);
@@ -572,15 +593,7 @@ merge_group(MergeReceiver *r, TupleTableSlot *slot)
 		slot_getallattrs(old);
 		memcpy(out->tts_values, old->tts_values, sizeof(Datum) * nkeys);
 		memcpy(out->tts_isnull, old->tts_isnull, sizeof(bool) * nkeys);
-		for (i = nkeys; i < rowscol; i++)
-		{
-			Datum		vals[2] = {old->tts_values[i], slot->tts_values[i]};
-			bool		nulls[2] = {old->tts_isnull[i], slot->tts_isnull[i]};
-
-			out->tts_values[i] = sp_agg_combine_stored(&v->aggs[i - nkeys], r->call,
-													   vals, nulls, 2,
-													   &out->tts_isnull[i]);
-		}
+		combine_states(r, old, slot, out);
 		out->tts_values[rowscol] = Int64GetDatum(DatumGetInt64(old->tts_values[rowscol]) +
 												 DatumGetInt64(slot->tts_values[rowscol]));
 		out->tts_isnull[rowscol] = false;
@@ -615,7 +628,6 @@ merge_session(MergeReceiver *r, TupleTableSlot *p)
 	TimestampTz pstart = DatumGetTimestampTz(p->tts_values[rowscol + 1]);
 	TimestampTz pend = DatumGetTimestampTz(p->tts_values[rowscol + 2]);
 	int64		rows = DatumGetInt64(p->tts_values[rowscol]);
-	int			i;
 
 	ExecClearTuple(out);
 	memcpy(out->tts_values, p->tts_values, sizeof(Datum) * rowscol);
@@ -640,15 +652,7 @@ merge_session(MergeReceiver *r, TupleTableSlot *p)
 			break;				/* ends more than a gap before: no overlap */
 		if (r->wm_valid && send + v->window_us <= r->wm)
 			break;				/* closed, and so is everything before it */
-		for (i = nkeys; i < rowscol; i++)
-		{
-			Datum		vals[2] = {s->tts_values[i], out->tts_values[i]};
-			bool		nulls[2] = {s->tts_isnull[i], out->tts_isnull[i]};
-
-			out->tts_values[i] = sp_agg_combine_stored(&v->aggs[i - nkeys], r->call,
-													   vals, nulls, 2,
-													   &out->tts_isnull[i]);
-		}
+		combine_states(r, s, out, out);
 		rows += DatumGetInt64(s->tts_values[rowscol]);
 		pstart = Min(pstart, sstart);
 		pend = Max(pend, send);
