@@ -199,32 +199,28 @@ static void
 check_state_layout(Relation state, SpViewShape *shape, Oid view_relid)
 {
 	TupleDesc	desc = RelationGetDescr(state);
-	int			natts = list_length(shape->keys) + list_length(shape->aggs) + 1 +
-		(shape->window_kind == SP_WINDOW_SESSION ? 1 : 0);
-	int			i = 0;
+	List	   *expected = NIL;		/* column types: keys, states, _rows [, _session_end] */
 	ListCell   *lc;
-	bool		ok = (desc->natts == natts && state->rd_rel->relkind == RELKIND_RELATION);
+	bool		ok;
+	int			i = 0;
 
 	foreach(lc, shape->keys)
-	{
-		if (!ok)
-			break;
-		ok = TupleDescAttr(desc, i)->atttypid == ((SpKey *) lfirst(lc))->type &&
-			!TupleDescAttr(desc, i)->attisdropped;
-		i++;
-	}
+		expected = lappend_oid(expected, ((SpKey *) lfirst(lc))->type);
 	foreach(lc, shape->aggs)
+		expected = lappend_oid(expected, ((SpAggCol *) lfirst(lc))->storedtype);
+	expected = lappend_oid(expected, INT8OID);
+	if (shape->window_kind == SP_WINDOW_SESSION)
+		expected = lappend_oid(expected, TIMESTAMPTZOID);
+
+	ok = desc->natts == list_length(expected) && state->rd_rel->relkind == RELKIND_RELATION;
+	foreach(lc, expected)
 	{
 		if (!ok)
 			break;
-		ok = TupleDescAttr(desc, i)->atttypid == ((SpAggCol *) lfirst(lc))->storedtype &&
+		ok = TupleDescAttr(desc, i)->atttypid == lfirst_oid(lc) &&
 			!TupleDescAttr(desc, i)->attisdropped;
 		i++;
 	}
-	if (ok)
-		ok = TupleDescAttr(desc, i)->atttypid == INT8OID;
-	if (ok && shape->window_kind == SP_WINDOW_SESSION)
-		ok = TupleDescAttr(desc, i + 1)->atttypid == TIMESTAMPTZOID;
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

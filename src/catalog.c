@@ -275,33 +275,12 @@ sp_catalog_stream_views(Oid stream)
 	return result;
 }
 
-bool
-sp_catalog_view_stream(Oid view_relid, Oid *stream)
-{
-	SpSavedUser su;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(view_relid)};
-	bool		found;
-
-	sp_catalog_enter(&su);
-	SPI_connect();
-	spi_exec("SELECT stream::oid FROM streamproc.view_defs WHERE relid = $1",
-			 1, types, values, NULL, SPI_OK_SELECT);
-	found = SPI_processed > 0;
-	if (found)
-	{
-		bool		isnull;
-
-		*stream = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_finish();
-	sp_catalog_leave(&su);
-	return found;
-}
-
-bool
-sp_catalog_stream_exists(Oid relid)
+/*
+ * Run a one-parameter catalog query keyed by a relation OID; true if it
+ * returned a row, whose first column (an OID) goes to *result if given.
+ */
+static bool
+lookup_by_relid(const char *sql, Oid relid, Oid *result)
 {
 	SpSavedUser su;
 	Oid			types[1] = {OIDOID};
@@ -310,12 +289,32 @@ sp_catalog_stream_exists(Oid relid)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("SELECT 1 FROM streamproc.stream_defs WHERE relid = $1",
-			 1, types, values, NULL, SPI_OK_SELECT);
+	spi_exec(sql, 1, types, values, NULL, SPI_OK_SELECT);
 	found = SPI_processed > 0;
+	if (found && result != NULL)
+	{
+		bool		isnull;
+
+		*result = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	SPI_finish();
 	sp_catalog_leave(&su);
 	return found;
+}
+
+bool
+sp_catalog_view_stream(Oid view_relid, Oid *stream)
+{
+	return lookup_by_relid("SELECT stream::oid FROM streamproc.view_defs WHERE relid = $1",
+						   view_relid, stream);
+}
+
+bool
+sp_catalog_stream_exists(Oid relid)
+{
+	return lookup_by_relid("SELECT relid::oid FROM streamproc.stream_defs WHERE relid = $1",
+						   relid, NULL);
 }
 
 /* Remove catalog rows that describe relid (a stream, a view or a state table). */
