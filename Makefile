@@ -27,4 +27,13 @@ MOCK_KAFKA = test/kafka/mock_kafka
 all: $(MOCK_KAFKA)
 $(MOCK_KAFKA): test/kafka/mock_kafka.c
 	$(CC) $(CFLAGS) -Wall -Werror -o $@ $< -lrdkafka
-EXTRA_CLEAN = $(MOCK_KAFKA)
+
+# Kafka benchmark helpers: a Nexmark-style bid producer and a bare consumer.
+BIDGEN      = bench/kafka/bidgen
+RAW_CONSUME = bench/kafka/raw_consume
+all: $(BIDGEN) $(RAW_CONSUME)
+$(BIDGEN): bench/kafka/bidgen.c
+	$(CC) $(CFLAGS) -Wall -Werror -o $@ $< -lrdkafka -lm
+$(RAW_CONSUME): bench/kafka/raw_consume.c
+	$(CC) $(CFLAGS) -Wall -Werror -o $@ $< -lrdkafka
+EXTRA_CLEAN = $(MOCK_KAFKA) $(BIDGEN) $(RAW_CONSUME)

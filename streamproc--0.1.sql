@@ -303,3 +303,169 @@ RETURNS bigint AS 'MODULE_PATHNAME', 'sp_kafka_produce' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION streamproc.kafka_produce(text, text, text, text, int) IS
     'send one message to a Kafka topic and wait for it to be stored; returns its offset';
 REVOKE ALL ON FUNCTION streamproc.kafka_produce(text, text, text, text, int) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Sources: background workers that feed streams (see src/workers.h)
+-- ---------------------------------------------------------------------------
+-- Managing sources needs superuser or membership in streamproc_admin.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'streamproc_admin') THEN
+        CREATE ROLE streamproc_admin NOLOGIN;
+    END IF;
+END
+$$;
+
+CREATE TABLE streamproc.source_defs (
+    id            serial PRIMARY KEY,
+    name          text NOT NULL UNIQUE,
+    kind          text NOT NULL CHECK (kind IN ('kafka', 'pg')),
+    stream        regclass NOT NULL REFERENCES streamproc.stream_defs (relid) ON DELETE CASCADE,
+    owner         oid NOT NULL,                -- who created it
+    enabled       boolean NOT NULL DEFAULT true,
+    brokers       text,
+    topic         text,
+    format        text NOT NULL,
+    start         text NOT NULL DEFAULT 'earliest',
+    parallelism   int NOT NULL DEFAULT 1,
+    batch_size    int NOT NULL,
+    batch_timeout interval NOT NULL,
+    options       jsonb NOT NULL DEFAULT '{}',  -- may hold secrets: never shown unmasked
+    last_error    text,
+    last_error_at timestamptz,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE streamproc.source_defs IS 'one row per source; read streamproc.sources instead';
+
+-- Where each partition stands: written only by the source's workers, in
+-- the transaction that applies the batch (exactly once).
+CREATE TABLE streamproc.source_offsets (
+    source          int NOT NULL REFERENCES streamproc.source_defs (id) ON DELETE CASCADE,
+    partition       int NOT NULL,
+    next_offset     bigint NOT NULL,           -- first offset not yet applied
+    high_watermark  bigint,                    -- the partition's end, last seen
+    rows_in         bigint NOT NULL DEFAULT 0,
+    bytes_in        bigint NOT NULL DEFAULT 0,
+    dead_letters    bigint NOT NULL DEFAULT 0,
+    max_event_time  timestamptz,
+    last_message_at timestamptz,
+    PRIMARY KEY (source, partition)
+);
+COMMENT ON TABLE streamproc.source_offsets IS 'committed position of each source partition';
+
+CREATE TABLE streamproc.dead_letters (
+    id          bigserial PRIMARY KEY,
+    source      text NOT NULL,
+    topic       text,
+    partition   int,
+    "offset"    bigint,
+    lsn         pg_lsn,
+    key         bytea,
+    payload     bytea,
+    error       text NOT NULL,
+    at          timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON streamproc.dead_letters (source, at);
+COMMENT ON TABLE streamproc.dead_letters IS 'messages that could not become rows, with the reason; delete them when handled';
+GRANT SELECT, DELETE ON streamproc.dead_letters TO streamproc_admin;
+
+SELECT pg_catalog.pg_extension_config_dump('streamproc.source_defs', '');
+SELECT pg_catalog.pg_extension_config_dump('streamproc.source_defs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('streamproc.source_offsets', '');
+SELECT pg_catalog.pg_extension_config_dump('streamproc.dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('streamproc.dead_letters_id_seq', '');
+
+CREATE FUNCTION streamproc.create_kafka_source(
+    name          text,
+    stream        regclass,
+    brokers       text,
+    topic         text,
+    format        text DEFAULT 'json',
+    start         text DEFAULT 'earliest',
+    parallelism   int DEFAULT 1,
+    batch_size    int DEFAULT 10000,
+    batch_timeout interval DEFAULT '100 ms',
+    options       jsonb DEFAULT '{}')
+RETURNS void AS 'MODULE_PATHNAME', 'sp_create_kafka_source' LANGUAGE C VOLATILE;
+CREATE FUNCTION streamproc.start_source(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'sp_start_source' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION streamproc.stop_source(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'sp_stop_source' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION streamproc.drop_source(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'sp_drop_source' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION streamproc.create_kafka_source(text, regclass, text, text, text, text, int, int, interval, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION streamproc.start_source(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION streamproc.stop_source(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION streamproc.drop_source(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION streamproc.create_kafka_source(text, regclass, text, text, text, text, int, int, interval, jsonb) TO streamproc_admin;
+GRANT EXECUTE ON FUNCTION streamproc.start_source(text) TO streamproc_admin;
+GRANT EXECUTE ON FUNCTION streamproc.stop_source(text) TO streamproc_admin;
+GRANT EXECUTE ON FUNCTION streamproc.drop_source(text) TO streamproc_admin;
+
+CREATE FUNCTION streamproc.mask_options(options jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'sp_mask_options' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION streamproc.mask_options(jsonb) IS 'source options with the values of secrets replaced by ********';
+
+CREATE FUNCTION streamproc.source_workers(
+    OUT source int, OUT worker int, OUT pid int, OUT in_error boolean,
+    OUT last_error text, OUT last_error_at timestamptz, OUT rows_per_sec float8)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'sp_source_workers' LANGUAGE C VOLATILE;
+
+-- Views run as their owner (the extension's owner), so they show sources to
+-- anyone allowed to read them; the options are masked.
+CREATE VIEW streamproc.sources AS
+SELECT d.name,
+       d.kind,
+       d.stream,
+       CASE WHEN NOT d.enabled THEN 'stopped'
+            WHEN coalesce(w.in_error, false) THEN 'error'
+            WHEN coalesce(w.workers, 0) = 0 AND d.last_error_at > now() - interval '30 seconds' THEN 'error'
+            ELSE 'running' END AS state,
+       coalesce(w.workers, 0) AS workers,
+       coalesce(o.rows_in, 0) AS rows_in,
+       coalesce(w.rows_per_sec, 0) AS rows_per_sec,
+       coalesce(o.bytes_in, 0) AS bytes_in,
+       coalesce(o.dead_letters, 0) AS dead_letters,
+       o.lag,
+       coalesce(w.last_error, d.last_error) AS last_error,
+       CASE WHEN w.last_error IS NOT NULL THEN w.last_error_at ELSE d.last_error_at END AS last_error_at,
+       d.brokers,
+       d.topic,
+       d.format,
+       d.parallelism,
+       d.batch_size,
+       d.batch_timeout,
+       streamproc.mask_options(d.options) AS options
+  FROM streamproc.source_defs d
+  LEFT JOIN (SELECT source,
+                    sum(rows_in)::bigint AS rows_in,
+                    sum(bytes_in)::bigint AS bytes_in,
+                    sum(dead_letters)::bigint AS dead_letters,
+                    sum(greatest(coalesce(high_watermark, next_offset) - next_offset, 0))::bigint AS lag
+               FROM streamproc.source_offsets GROUP BY source) o ON o.source = d.id
+  LEFT JOIN (SELECT source,
+                    count(*) AS workers,
+                    bool_or(in_error) AS in_error,
+                    sum(rows_per_sec) AS rows_per_sec,
+                    (array_agg(last_error ORDER BY last_error_at DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error,
+                    max(last_error_at) AS last_error_at
+               FROM streamproc.source_workers() GROUP BY source) w ON w.source = d.id;
+
+CREATE VIEW streamproc.source_partitions AS
+SELECT d.name AS source,
+       d.topic,
+       o.partition,
+       o.next_offset AS committed_offset,
+       o.high_watermark AS high_watermark_offset,
+       greatest(coalesce(o.high_watermark, o.next_offset) - o.next_offset, 0) AS lag,
+       o.rows_in,
+       o.dead_letters,
+       o.max_event_time,
+       o.last_message_at,
+       (s.idle_timeout IS NOT NULL
+        AND coalesce(o.last_message_at, d.created_at) < now() - s.idle_timeout) AS idle
+  FROM streamproc.source_defs d
+  JOIN streamproc.source_offsets o ON o.source = d.id
+  JOIN streamproc.stream_defs s ON s.relid = d.stream;
+
+GRANT SELECT ON streamproc.sources, streamproc.source_partitions TO PUBLIC;

@@ -97,6 +97,7 @@ typedef struct CompiledView
 	char	   *retention_sql;	/* bounded delete of expired windows */
 	FmgrInfo	ts_lt;			/* timestamptz < (session lookups) */
 	Oid			owner;			/* the plans run as the view's owner */
+	char	   *name;			/* for error messages */
 } CompiledView;
 
 typedef struct StreamEntry
@@ -303,6 +304,7 @@ compile_view(SpViewDef *def, List **deps)
 				 errhint("Grant SELECT to the view's owner again, or drop the view.")));
 
 	cv->relid = def->relid;
+	cv->name = get_rel_name(def->relid);
 	cv->state_relid = def->state_relid;
 	cv->sql = def->sql;
 	cv->nkeys = list_length(shape->keys);
@@ -748,6 +750,15 @@ run_plan(PlannedStmt *plan, const char *sql, DestReceiver *dest,
 }
 
 static void
+view_error_context(void *arg)
+{
+	CompiledView *v = arg;
+
+	if (v->name)
+		errcontext("applying a batch to continuous view \"%s\"", v->name);
+}
+
+static void
 apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 {
 	MergeReceiver r;
@@ -757,12 +768,17 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	ListCell   *lc;
 	SpSavedUser su;
 	int64		late_rows = 0;
+	ErrorContextCallback errcb;
 
 	/* a view dropped since its compilation is simply gone */
 	memset(&r, 0, sizeof(r));
 	r.rel = try_relation_open(v->state_relid, ShareRowExclusiveLock);
 	if (r.rel == NULL)
 		return;
+	errcb.callback = view_error_context;
+	errcb.arg = v;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 
 	env = create_queryEnv();
 	enr = palloc0(sizeof(EphemeralNamedRelationData));
@@ -855,6 +871,7 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	FreeExecutorState(r.estate);
 	index_close(r.index, NoLock);
 	table_close(r.rel, NoLock);
+	error_context_stack = errcb.previous;
 }
 
 /* Delete a bounded number of windows that ended before wm − retention. */
@@ -932,7 +949,7 @@ sp_apply_batch(SpBatch *batch)
 	TimestampTz wm = 0;
 	bool		wm_valid;
 
-	if (batch->nrows == 0)
+	if (batch->nrows == 0 && batch->ninputs == 0)
 		return;
 	if (!ActiveSnapshotSet())
 	{
@@ -951,7 +968,7 @@ sp_apply_batch(SpBatch *batch)
 	(void) locked_stream_entry(batch->stream, false);
 	wm_valid = sp_watermark_get(batch->stream, &wm);
 	entry = locked_stream_entry(batch->stream, true);
-	if (batch->rows != NULL)
+	if (batch->rows != NULL && batch->nrows > 0)
 	{
 		foreach(lc, entry->views)
 		{
@@ -961,9 +978,21 @@ sp_apply_batch(SpBatch *batch)
 	}
 
 	/* without an event-time column the watermark follows arrival time */
-	wm_valid = sp_watermark_observe(batch->stream, batch->input,
-									batch->has_event_time ? batch->max_event_time :
-									GetCurrentStatementStartTimestamp(), &wm);
+	wm_valid = false;
+	if (batch->ninputs > 0)
+	{
+		const char **names = palloc(sizeof(char *) * batch->ninputs);
+		TimestampTz *maxes = palloc(sizeof(TimestampTz) * batch->ninputs);
+		int			i;
+
+		for (i = 0; i < batch->ninputs; i++)
+		{
+			names[i] = batch->inputs[i].name;
+			maxes[i] = batch->inputs[i].has_event_time ? batch->inputs[i].max_event_time :
+				GetCurrentStatementStartTimestamp();
+		}
+		wm_valid = sp_watermark_observe(batch->stream, batch->ninputs, names, maxes, &wm);
+	}
 	if (wm_valid)
 	{
 		foreach(lc, entry->views)

@@ -8,15 +8,22 @@
 #include "datatype/timestamp.h"
 #include "utils/tuplestore.h"
 
+/* event-time progress of one input of a stream (see watermark.c) */
+typedef struct SpBatchInput
+{
+	const char *name;			/* "sql", or "<source>:<partition>" */
+	bool		has_event_time; /* else arrival time counts */
+	TimestampTz max_event_time;
+} SpBatchInput;
+
 /* what a source hands the engine: rows and where they came from */
 typedef struct SpBatch
 {
 	Oid			stream;
-	const char *input;			/* the stream input, e.g. "sql" */
 	Tuplestorestate *rows;		/* NULL when the stream has no views */
 	int64		nrows;
-	bool		has_event_time; /* max_event_time is set */
-	TimestampTz max_event_time;
+	int			ninputs;		/* inputs whose progress to record; 0: none */
+	SpBatchInput *inputs;
 } SpBatch;
 
 extern void sp_apply_init(void);

@@ -9,6 +9,7 @@
 #include "guc.h"
 
 int			sp_batch_size = 10000;
+int			sp_max_message_size = 1024 * 1024;
 
 void
 sp_guc_init(void)
@@ -21,6 +22,13 @@ sp_guc_init(void)
 							&sp_batch_size,
 							10000, 1, 10000000,
 							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("streamproc.max_message_size",
+							"Largest message a source turns into a row.",
+							"A larger message goes to streamproc.dead_letters.",
+							&sp_max_message_size,
+							1024 * 1024, 1, 512 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("streamproc");
 }

@@ -26,6 +26,8 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "source.h"
+#include "workers.h"
 #include "view_compile.h"
 
 static void
@@ -156,6 +158,7 @@ sp_drop_stream(PG_FUNCTION_ARGS)
 	Oid			relid;
 	bool		cascade = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
 	ObjectAddress addr;
+	List	   *sources;
 
 	sp_check_extension();
 	rv = makeRangeVarFromNameList(textToQualifiedNameList(PG_GETARG_TEXT_PP(0)));
@@ -168,7 +171,25 @@ sp_drop_stream(PG_FUNCTION_ARGS)
 
 	if (!cascade)
 	{
-		List	   *views = sp_catalog_stream_views(relid);
+		List	   *views;
+
+		sources = sp_catalog_stream_sources(relid);
+		if (sources != NIL)
+		{
+			StringInfoData names;
+			ListCell   *lc;
+
+			initStringInfo(&names);
+			foreach(lc, sources)
+				appendStringInfo(&names, "%s%s", names.len ? ", " : "", (char *) lfirst(lc));
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop stream \"%s\" because sources feed it", rv->relname),
+					 errdetail("Sources of the stream: %s.", names.data),
+					 errhint("Drop the sources first, or use streamproc.drop_stream('%s', cascade => true).",
+							 rv->relname)));
+		}
+		views = sp_catalog_stream_views(relid);
 
 		if (views != NIL)
 		{
@@ -191,5 +212,6 @@ sp_drop_stream(PG_FUNCTION_ARGS)
 	ObjectAddressSet(addr, RelationRelationId, relid);
 	performDeletion(&addr, cascade ? DROP_CASCADE : DROP_RESTRICT, 0);
 	sp_catalog_forget(relid);
+	sp_request_kick_at_commit();	/* its sources, if any, are gone */
 	PG_RETURN_VOID();
 }

@@ -73,15 +73,18 @@ static void
 writer_flush(StreamWriter *w)
 {
 	SpBatch		batch;
+	SpBatchInput input;
 
 	if (w->nrows == 0)
 		return;
+	input.name = "sql";
+	input.has_event_time = (w->event_time_att != InvalidAttrNumber);
+	input.max_event_time = w->max_event_time;
 	batch.stream = w->stream;
-	batch.input = "sql";
 	batch.rows = w->rows;
 	batch.nrows = w->nrows;
-	batch.has_event_time = (w->event_time_att != InvalidAttrNumber);
-	batch.max_event_time = w->max_event_time;
+	batch.ninputs = 1;
+	batch.inputs = &input;
 	sp_apply_batch(&batch);
 	if (w->has_views)
 	{

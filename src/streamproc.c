@@ -12,6 +12,7 @@
 #include "apply.h"
 #include "guc.h"
 #include "view_ddl.h"
+#include "workers.h"
 
 PG_MODULE_MAGIC;
 
@@ -29,4 +30,5 @@ _PG_init(void)
 	sp_guc_init();
 	sp_view_ddl_init();
 	sp_apply_init();
+	sp_workers_init();
 }

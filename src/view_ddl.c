@@ -53,6 +53,7 @@
 #include "catalog.h"
 #include "view_compile.h"
 #include "view_ddl.h"
+#include "workers.h"
 #include "window.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -454,6 +455,7 @@ sp_process_utility(PlannedStmt *pstmt, const char *queryString,
 	if (IsA(parsetree, ViewStmt) &&
 		handle_view_stmt((ViewStmt *) parsetree, queryString, pstmt, qc))
 		return;
+	sp_workers_utility(parsetree);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,

@@ -87,33 +87,38 @@ sp_watermark_get(Oid stream, TimestampTz *wm)
 }
 
 /*
- * Record that input delivered rows up to max_event_time, and move the
- * stream's watermark.  Returns false when the stream has no watermark yet.
+ * Record that each input delivered rows up to its max event time, and move
+ * the stream's watermark.  Returns false when the stream has no watermark
+ * yet.
  */
 bool
-sp_watermark_observe(Oid stream, const char *input, TimestampTz max_event_time,
-					 TimestampTz *wm)
+sp_watermark_observe(Oid stream, int ninputs, const char **inputs,
+					 const TimestampTz *max_event_times, TimestampTz *wm)
 {
 	Oid			types[3] = {OIDOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		values[3];
 	bool		isnull = true;
 	SpSavedUser su;
+	int			i;
 
 	values[0] = ObjectIdGetDatum(stream);
-	values[1] = CStringGetTextDatum(input);
-	values[2] = TimestampTzGetDatum(max_event_time);
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	if (SPI_execute_plan(kept_plan(&input_plan,
-								   "INSERT INTO streamproc.stream_inputs AS i (stream, input, max_event_time, last_seen)"
-								   " VALUES ($1, $2, $3, pg_catalog.now())"
-								   " ON CONFLICT (stream, input) DO UPDATE"
-								   " SET max_event_time = GREATEST(i.max_event_time, excluded.max_event_time),"
-								   "     last_seen = excluded.last_seen",
-								   3, types),
-						 values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record the event time of stream %u", stream);
+	for (i = 0; i < ninputs; i++)
+	{
+		values[1] = CStringGetTextDatum(inputs[i]);
+		values[2] = TimestampTzGetDatum(max_event_times[i]);
+		if (SPI_execute_plan(kept_plan(&input_plan,
+									   "INSERT INTO streamproc.stream_inputs AS i (stream, input, max_event_time, last_seen)"
+									   " VALUES ($1, $2, $3, pg_catalog.now())"
+									   " ON CONFLICT (stream, input) DO UPDATE"
+									   " SET max_event_time = GREATEST(i.max_event_time, excluded.max_event_time),"
+									   "     last_seen = excluded.last_seen",
+									   3, types),
+							 values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record the event time of stream %u", stream);
+	}
 	if (SPI_execute_plan(kept_plan(&move_plan,
 								   "UPDATE streamproc.stream_defs d"
 								   "   SET watermark = GREATEST(d.watermark, ("

@@ -7,7 +7,7 @@
 #include "datatype/timestamp.h"
 
 extern bool sp_watermark_get(Oid stream, TimestampTz *wm);
-extern bool sp_watermark_observe(Oid stream, const char *input,
-								 TimestampTz max_event_time, TimestampTz *wm);
+extern bool sp_watermark_observe(Oid stream, int ninputs, const char **inputs,
+								 const TimestampTz *max_event_times, TimestampTz *wm);
 
 #endif

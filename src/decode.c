@@ -1,0 +1,1085 @@
+/*
+ * decode.c — message formats: one message payload → one row of a stream.
+ *
+ *   payload ──► size, NUL and encoding check (the database's encoding)
+ *     │
+ *     ├──► copied once into the decoder's scratch buffer
+ *     │
+ *     ▼  one pass of the format's scanner over the payload, which finds
+ *        each column's value and NUL-terminates it in the copy, at the
+ *        same offsets (JSON strings and quoted CSV fields are unescaped in
+ *        place: unescaping never lengthens them)
+ *     │
+ *     ▼  only once the whole message is known to be well formed: each
+ *        column's type input function, in column order
+ *   values[] / nulls[]
+ *
+ * The scanners read the caller's payload and write only the copy, so a
+ * value's terminator may overwrite a separator the scanner has yet to read.
+ * Per message nothing is allocated but what the input functions return
+ * (and error messages); the scratch buffer grows to the largest message.
+ *
+ * json: an object whose keys are column names (exact, case-sensitive
+ * match; unknown keys are ignored, the last of duplicate keys wins, missing
+ * keys and null are NULL).  Keys are looked up in a hash table built at
+ * create time.  Strings are unescaped, numbers and true/false passed as
+ * their text; json and jsonb columns (and domains over them) take any
+ * value's JSON text as is, other columns refuse objects and arrays.  The
+ * whole message is validated (RFC 8259), nested values too, without
+ * recursion.
+ *
+ * csv: one RFC 4180 record, fields in column order; an unquoted empty
+ * field is NULL, "" the empty string; a final line break is ignored.
+ *
+ * text: the whole payload is the value of the stream's only column.
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "port/pg_bitutils.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "decode.h"
+
+typedef enum SpFormat
+{
+	SP_FORMAT_JSON,
+	SP_FORMAT_CSV,
+	SP_FORMAT_TEXT
+} SpFormat;
+
+static const char *const format_names[] = {"json", "csv", "text"};
+
+/* what a message gave a column */
+typedef enum ValueKind
+{
+	VK_ABSENT = 0,				/* no such key; unquoted empty CSV field */
+	VK_NULL,					/* JSON null */
+	VK_TEXT,					/* input function text */
+	VK_OBJECT,					/* JSON object (raw text) */
+	VK_ARRAY					/* JSON array (raw text) */
+} ValueKind;
+
+typedef struct SpColumn
+{
+	const char *name;
+	int			namelen;
+	uint32		hash;			/* of name, see key_hash() */
+	int			attno;			/* index into values[] and nulls[] */
+	bool		is_json;		/* json, jsonb or a domain over them */
+	bool		strict;			/* NULL in, NULL out: no call needed */
+	const char *typname;		/* for messages */
+	Oid			typioparam;
+	int32		typmod;
+	FmgrInfo	input;
+} SpColumn;
+
+struct SpDecoder
+{
+	SpFormat	format;
+	MemoryContext cxt;
+	int			natts;
+	int			ncols;			/* columns not dropped */
+	SpColumn   *cols;			/* in stream order */
+	int			encoding;		/* the database's */
+	Oid			from_utf8;		/* UTF8 → database encoding, if needed */
+
+	/* json keys → cols: open addressing, column index + 1, 0 is empty */
+	int16	   *slots;
+	uint32		slotmask;
+
+	/* one message */
+	char	  **vals;			/* per column, into buf */
+	uint8	   *kinds;			/* per column, ValueKind */
+	char	   *buf;			/* the payload's copy */
+	Size		bufsize;
+	char	   *stack;			/* closers of the nested values being skipped */
+	int			stacksize;
+	const char *column;			/* whose input function is running */
+};
+
+/* one message being scanned */
+typedef struct Scan
+{
+	SpDecoder  *d;
+	const char *start;
+	const char *end;
+	char	   *copy;			/* d->buf, same offsets as start */
+	const char *errpos;
+	const char *errmsg;
+	bool		syntax;			/* errmsg is about JSON syntax */
+} Scan;
+
+#define COPY_AT(s, p)	((s)->copy + ((p) - (s)->start))
+
+static const char *
+fail(Scan *s, const char *p, const char *msg)
+{
+	s->errpos = p;
+	s->errmsg = msg;
+	s->syntax = true;
+	return NULL;
+}
+
+/* the token at p, for messages */
+static const char *
+describe(const char *p, const char *end)
+{
+	const char *q = p;
+
+	if (p >= end)
+		return "end of input";
+	while (q < end && q - p < 32 &&
+		   ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+			(*q >= '0' && *q <= '9') || *q == '_'))
+		q++;
+	if (q > p)
+		return psprintf("\"%.*s\"", (int) (q - p), p);
+	if ((uint8) *p >= 0x20 && (uint8) *p < 0x7f)
+		return psprintf("'%c'", *p);
+	return psprintf("byte 0x%02x", (uint8) *p);
+}
+
+/* ------------------------------------------------------------------------
+ * JSON scanning
+ * ------------------------------------------------------------------------
+ */
+
+static inline const char *
+skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+		p++;
+	return p;
+}
+
+#define BYTES(c)	(UINT64CONST(0x0101010101010101) * (uint8) (c))
+
+/*
+ * The first '"', '\\' or control character at or after p, or end.  Eight
+ * bytes at a time: a byte b is flagged when b ^ '"' or b ^ '\\' is zero or
+ * b < 0x20; borrows only carry upwards from a flagged byte, so the lowest
+ * flag is exact.
+ */
+static inline const char *
+find_string_stop(const char *p, const char *end)
+{
+#ifndef WORDS_BIGENDIAN
+	while (end - p >= 8)
+	{
+		uint64		w;
+		uint64		q;
+		uint64		b;
+		uint64		hit;
+
+		memcpy(&w, p, 8);
+		q = w ^ BYTES('"');
+		b = w ^ BYTES('\\');
+		hit = (((q - BYTES(1)) & ~q) |
+			   ((b - BYTES(1)) & ~b) |
+			   ((w - BYTES(0x20)) & ~w)) & BYTES(0x80);
+		if (hit)
+			return p + pg_rightmost_one_pos64(hit) / 8;
+		p += 8;
+	}
+#endif
+	while (p < end && (uint8) *p >= 0x20 && *p != '"' && *p != '\\')
+		p++;
+	return p;
+}
+
+static int
+hex4(const char *p)
+{
+	int			v = 0;
+	int			i;
+
+	for (i = 0; i < 4; i++)
+	{
+		char		c = p[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+/*
+ * \uXXXX at p (the backslash), or a surrogate pair: the code point.  A
+ * lone surrogate is valid JSON (RFC 8259 section 8.2) but no character:
+ * *cp is left a surrogate, which put_codepoint() refuses.
+ */
+static const char *
+scan_unicode_escape(Scan *s, const char *p, pg_wchar *cp)
+{
+	int			hi;
+	int			lo;
+
+	if (s->end - p < 6 || (hi = hex4(p + 2)) < 0)
+		return fail(s, p, "\\u must be followed by four hexadecimal digits");
+	*cp = hi;
+	if (hi >= 0xD800 && hi <= 0xDBFF && s->end - p >= 12 &&
+		p[6] == '\\' && p[7] == 'u' &&
+		(lo = hex4(p + 8)) >= 0xDC00 && lo <= 0xDFFF)
+	{
+		*cp = surrogate_pair_to_codepoint(hi, lo);
+		return p + 12;
+	}
+	return p + 6;
+}
+
+/*
+ * Write code point cp, from an escape of srclen bytes at p, to *w in the
+ * database encoding.  Never more than srclen bytes, so unescaping in place
+ * is safe.  A key (unmatchable not NULL) that cannot be text is no column's
+ * name; a value that cannot is an error.
+ */
+static bool
+put_codepoint(Scan *s, const char *p, int srclen, pg_wchar cp, char **w,
+			  bool *unmatchable)
+{
+	SpDecoder  *d = s->d;
+	unsigned char utf8[MAX_MULTIBYTE_CHAR_LEN + 1];
+	unsigned char conv[MAX_UNICODE_EQUIVALENT_STRING * MAX_CONVERSION_GROWTH + 1];
+	int			len;
+	int			outlen;
+	bool		character = (cp != 0 && !is_utf16_surrogate_first(cp) &&
+							 !is_utf16_surrogate_second(cp));
+
+	if (cp < 0x80 && character)
+	{
+		*(*w)++ = (char) cp;
+		return true;
+	}
+	if (character && d->encoding == PG_UTF8)
+	{
+		unicode_to_utf8(cp, (unsigned char *) *w);
+		*w += pg_utf_mblen((unsigned char *) *w);
+		return true;
+	}
+	if (character && OidIsValid(d->from_utf8))
+	{
+		unicode_to_utf8(cp, utf8);
+		len = pg_utf_mblen(utf8);
+		if (pg_do_encoding_conversion_buf(d->from_utf8, PG_UTF8, d->encoding,
+										  utf8, len, conv, sizeof(conv),
+										  true) == len &&
+			(outlen = strlen((char *) conv)) <= srclen)
+		{
+			memcpy(*w, conv, outlen);
+			*w += outlen;
+			return true;
+		}
+	}
+	if (unmatchable != NULL)
+	{
+		*unmatchable = true;
+		return true;
+	}
+	if (cp == 0)
+		fail(s, p, "\\u0000 cannot be converted to text");
+	else if (is_utf16_surrogate_first(cp))
+		fail(s, p, "Unicode high surrogate must be followed by a low surrogate");
+	else if (is_utf16_surrogate_second(cp))
+		fail(s, p, "Unicode low surrogate must follow a high surrogate");
+	else
+		fail(s, p, psprintf("Unicode escape value U+%04X cannot be converted to the server encoding \"%s\"",
+							cp, GetDatabaseEncodingName()));
+	return false;
+}
+
+/*
+ * A string, p just past its opening quote.  With out, the unescaped text is
+ * written from *out (the copy of p) on, and *out left at its end.  Returns
+ * the position after the closing quote, or NULL.
+ */
+static const char *
+scan_string(Scan *s, const char *p, char **out, bool *unmatchable)
+{
+	const char *end = s->end;
+	char	   *w = out ? *out : NULL;
+	bool		lagging = false;	/* w is behind the copy of p */
+
+	for (;;)
+	{
+		const char *q = find_string_stop(p, end);
+		pg_wchar	cp;
+		char		c;
+
+		if (w != NULL)
+		{
+			if (lagging)
+				memcpy(w, p, q - p);
+			w += q - p;
+		}
+		p = q;
+		if (p >= end)
+			return fail(s, p, "unterminated string");
+		if (*p == '"')
+			break;
+		if (*p != '\\')
+			return fail(s, p, psprintf("control character U+%04X must be escaped in a string",
+									   (unsigned int) (uint8) *p));
+		if (end - p < 2)
+			return fail(s, end, "unterminated string");
+		switch (p[1])
+		{
+			case '"':
+			case '\\':
+			case '/':
+				c = p[1];
+				break;
+			case 'b':
+				c = '\b';
+				break;
+			case 'f':
+				c = '\f';
+				break;
+			case 'n':
+				c = '\n';
+				break;
+			case 'r':
+				c = '\r';
+				break;
+			case 't':
+				c = '\t';
+				break;
+			case 'u':
+				q = scan_unicode_escape(s, p, &cp);
+				if (q == NULL)
+					return NULL;
+				if (w != NULL && !put_codepoint(s, p, q - p, cp, &w, unmatchable))
+					return NULL;
+				p = q;
+				lagging = true;
+				continue;
+			default:
+				return fail(s, p, psprintf("invalid escape sequence \"\\%s\" in string",
+										   (uint8) p[1] >= 0x20 && (uint8) p[1] < 0x7f ?
+										   psprintf("%c", p[1]) :
+										   psprintf("x%02x", (uint8) p[1])));
+		}
+		if (w != NULL)
+			*w++ = c;
+		p += 2;
+		lagging = true;
+	}
+	if (out)
+		*out = w;
+	return p + 1;
+}
+
+static inline bool
+is_digit(const char *p, const char *end)
+{
+	return p < end && *p >= '0' && *p <= '9';
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static const char *
+scan_number(Scan *s, const char *p)
+{
+	const char *end = s->end;
+
+	if (*p == '-')
+		p++;
+	if (!is_digit(p, end))
+		return fail(s, p, "invalid number: expected a digit after '-'");
+	if (*p == '0')
+	{
+		p++;
+		if (is_digit(p, end))
+			return fail(s, p - 1, "invalid number: leading zeros are not allowed");
+	}
+	else
+		while (is_digit(p, end))
+			p++;
+	if (p < end && *p == '.')
+	{
+		p++;
+		if (!is_digit(p, end))
+			return fail(s, p, "invalid number: expected a digit after the decimal point");
+		while (is_digit(p, end))
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E'))
+	{
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (!is_digit(p, end))
+			return fail(s, p, "invalid number: expected a digit in the exponent");
+		while (is_digit(p, end))
+			p++;
+	}
+	return p;
+}
+
+/* a number, true, false or null at p */
+static const char *
+scan_bare(Scan *s, const char *p, bool *is_null)
+{
+	const char *end = s->end;
+
+	*is_null = false;
+	switch (*p)
+	{
+		case 't':
+			if (end - p >= 4 && memcmp(p, "true", 4) == 0)
+				return p + 4;
+			break;
+		case 'f':
+			if (end - p >= 5 && memcmp(p, "false", 5) == 0)
+				return p + 5;
+			break;
+		case 'n':
+			if (end - p >= 4 && memcmp(p, "null", 4) == 0)
+			{
+				*is_null = true;
+				return p + 4;
+			}
+			break;
+		case '-':
+		case '0':
+		case '1':
+		case '2':
+		case '3':
+		case '4':
+		case '5':
+		case '6':
+		case '7':
+		case '8':
+		case '9':
+			return scan_number(s, p);
+	}
+	return fail(s, p, psprintf("expected a value, found %s", describe(p, end)));
+}
+
+/* an object key and its colon, validated only; returns the value's position */
+static const char *
+scan_member_key(Scan *s, const char *p)
+{
+	const char *end = s->end;
+
+	if (p >= end || *p != '"')
+		return fail(s, p, psprintf("expected a string to begin an object key, found %s",
+								   describe(p, end)));
+	p = scan_string(s, p + 1, NULL, NULL);
+	if (p == NULL)
+		return NULL;
+	p = skip_ws(p, end);
+	if (p >= end || *p != ':')
+		return fail(s, p, psprintf("expected ':' after object key, found %s",
+								   describe(p, end)));
+	return skip_ws(p + 1, end);
+}
+
+/*
+ * Validate the object or array at p; returns the position after it.
+ * Iterative, the closers of the open containers on d->stack.
+ */
+static const char *
+skip_nested(Scan *s, const char *p)
+{
+	SpDecoder  *d = s->d;
+	const char *end = s->end;
+	int			depth = 0;
+	bool		is_null;
+
+	for (;;)
+	{
+		/* p is at a value */
+		if (p >= end)
+			return fail(s, p, "unexpected end of input, expected a value");
+		if (*p == '{' || *p == '[')
+		{
+			char		closer = (*p == '{') ? '}' : ']';
+
+			if (depth == d->stacksize)
+			{
+				d->stack = repalloc(d->stack, d->stacksize * 2);
+				d->stacksize *= 2;
+			}
+			d->stack[depth++] = closer;
+			p = skip_ws(p + 1, end);
+			if (p < end && *p == closer)
+			{
+				p++;
+				depth--;
+			}
+			else
+			{
+				if (closer == '}')
+					p = scan_member_key(s, p);
+				if (p == NULL)
+					return NULL;
+				continue;
+			}
+		}
+		else if (*p == '"')
+			p = scan_string(s, p + 1, NULL, NULL);
+		else
+			p = scan_bare(s, p, &is_null);
+		if (p == NULL)
+			return NULL;
+
+		/* after a value: close containers until a ',' */
+		for (;;)
+		{
+			char		closer;
+
+			if (depth == 0)
+				return p;
+			closer = d->stack[depth - 1];
+			p = skip_ws(p, end);
+			if (p < end && *p == closer)
+			{
+				p++;
+				depth--;
+				continue;
+			}
+			if (p >= end || *p != ',')
+				return fail(s, p, psprintf("expected ',' or '%c', found %s",
+										   closer, describe(p, end)));
+			p = skip_ws(p + 1, end);
+			if (p < end && *p == closer)
+				return fail(s, p, "trailing comma");
+			if (closer == '}')
+				p = scan_member_key(s, p);
+			break;
+		}
+		if (p == NULL)
+			return NULL;
+	}
+}
+
+/* validate the value at p, whatever it is */
+static const char *
+skip_value(Scan *s, const char *p)
+{
+	bool		is_null;
+
+	if (*p == '{' || *p == '[')
+		return skip_nested(s, p);
+	if (*p == '"')
+		return scan_string(s, p + 1, NULL, NULL);
+	return scan_bare(s, p, &is_null);
+}
+
+/*
+ * The hash of a key: its length and its first and last (up to) eight bytes,
+ * enough to tell column names apart; equal hashes are compared in full.
+ */
+static inline uint32
+key_hash(const char *key, int len)
+{
+	uint64		a = 0;
+	uint64		b = 0;
+	uint64		h;
+
+	if (len >= 8)
+	{
+		memcpy(&a, key, 8);
+		memcpy(&b, key + len - 8, 8);
+	}
+	else if (len >= 4)
+	{
+		uint32		x;
+		uint32		y;
+
+		memcpy(&x, key, 4);
+		memcpy(&y, key + len - 4, 4);
+		a = x;
+		b = y;
+	}
+	else if (len > 0)
+		a = (uint8) key[0] | ((uint8) key[len / 2] << 8) | ((uint8) key[len - 1] << 16);
+	h = (a * UINT64CONST(0x9E3779B97F4A7C15)) ^ (b * UINT64CONST(0xC2B2AE3D27D4EB4F)) ^ len;
+	return (uint32) (h ^ (h >> 32));
+}
+
+/* the column named key, or -1 */
+static inline int
+lookup_key(SpDecoder *d, const char *key, int len)
+{
+	uint32		h;
+	uint32		i;
+
+	if (len == 0 || len >= NAMEDATALEN)
+		return -1;
+	h = key_hash(key, len);
+	for (i = h & d->slotmask;; i = (i + 1) & d->slotmask)
+	{
+		int			slot = d->slots[i];
+		SpColumn   *c;
+
+		if (slot == 0)
+			return -1;
+		c = &d->cols[slot - 1];
+		if (c->hash == h && c->namelen == len && memcmp(c->name, key, len) == 0)
+			return slot - 1;
+	}
+}
+
+/* the value of column col at p: remembered, NUL-terminated in the copy */
+static const char *
+scan_column_value(Scan *s, const char *p, int col)
+{
+	SpDecoder  *d = s->d;
+	const char *q;
+	ValueKind	kind;
+	bool		is_null;
+
+	switch (*p)
+	{
+		case '"':
+			if (!d->cols[col].is_json)
+			{
+				char	   *w = COPY_AT(s, p + 1);
+
+				q = scan_string(s, p + 1, &w, NULL);
+				if (q == NULL)
+					return NULL;
+				*w = '\0';
+				d->vals[col] = COPY_AT(s, p + 1);
+				d->kinds[col] = VK_TEXT;
+				return q;
+			}
+			q = scan_string(s, p + 1, NULL, NULL);
+			kind = VK_TEXT;
+			break;
+		case '{':
+			q = skip_nested(s, p);
+			kind = VK_OBJECT;
+			break;
+		case '[':
+			q = skip_nested(s, p);
+			kind = VK_ARRAY;
+			break;
+		default:
+			q = scan_bare(s, p, &is_null);
+			kind = is_null ? VK_NULL : VK_TEXT;
+			break;
+	}
+	if (q == NULL)
+		return NULL;
+	*COPY_AT(s, q) = '\0';
+	d->vals[col] = COPY_AT(s, p);
+	d->kinds[col] = kind;
+	return q;
+}
+
+static bool
+decode_json(SpDecoder *d, Scan *s)
+{
+	const char *end = s->end;
+	const char *p = skip_ws(s->start, end);
+
+	memset(d->kinds, VK_ABSENT, d->ncols);
+	if (p >= end || *p != '{')
+	{
+		fail(s, p, p >= end ? "message is empty, expected a JSON object" :
+			 *p == '[' ? "message is a JSON array, expected a JSON object" :
+			 psprintf("expected a JSON object, found %s", describe(p, end)));
+		s->syntax = (p < end && *p != '[');
+		return false;
+	}
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == '}')
+		p++;
+	else
+	{
+		for (;;)
+		{
+			char	   *key;
+			char	   *w;
+			bool		unmatchable = false;
+			int			col;
+
+			if (p >= end || *p != '"')
+			{
+				fail(s, p, psprintf("expected a string to begin an object key, found %s",
+									describe(p, end)));
+				return false;
+			}
+			/* unescaped in the copy, the same bytes when nothing was escaped */
+			key = w = COPY_AT(s, p + 1);
+			p = scan_string(s, p + 1, &w, &unmatchable);
+			if (p == NULL)
+				return false;
+			col = unmatchable ? -1 : lookup_key(d, key, w - key);
+			p = skip_ws(p, end);
+			if (p >= end || *p != ':')
+			{
+				fail(s, p, psprintf("expected ':' after object key, found %s",
+									describe(p, end)));
+				return false;
+			}
+			p = skip_ws(p + 1, end);
+			if (p >= end)
+			{
+				fail(s, p, "unexpected end of input, expected a value");
+				return false;
+			}
+			p = col < 0 ? skip_value(s, p) : scan_column_value(s, p, col);
+			if (p == NULL)
+				return false;
+			p = skip_ws(p, end);
+			if (p < end && *p == ',')
+			{
+				p = skip_ws(p + 1, end);
+				if (p < end && *p == '}')
+				{
+					fail(s, p, "trailing comma");
+					return false;
+				}
+				continue;
+			}
+			if (p < end && *p == '}')
+			{
+				p++;
+				break;
+			}
+			fail(s, p, psprintf("expected ',' or '}' after object member, found %s",
+								describe(p, end)));
+			return false;
+		}
+	}
+	p = skip_ws(p, end);
+	if (p < end)
+	{
+		fail(s, p, psprintf("unexpected %s after the JSON object", describe(p, end)));
+		return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * CSV
+ * ------------------------------------------------------------------------
+ */
+
+static bool
+decode_csv(SpDecoder *d, Scan *s, char **error)
+{
+	const char *p = s->start;
+	const char *end = s->end;
+	int			nfields = 0;
+
+	/* one record, perhaps with its line break */
+	if (end > p && end[-1] == '\n')
+	{
+		end--;
+		if (end > p && end[-1] == '\r')
+			end--;
+	}
+	for (;;)
+	{
+		const char *field = p;
+		ValueKind	kind = VK_TEXT;
+
+		if (p < end && *p == '"')
+		{
+			char	   *w = COPY_AT(s, p);
+
+			p++;
+			for (;;)
+			{
+				const char *q = memchr(p, '"', end - p);
+
+				if (q == NULL)
+				{
+					*error = psprintf("invalid CSV at byte %d: unterminated quoted field",
+									  (int) (field - s->start));
+					return false;
+				}
+				memcpy(w, p, q - p);
+				w += q - p;
+				p = q + 1;
+				if (p < end && *p == '"')
+				{
+					*w++ = '"';
+					p++;
+					continue;
+				}
+				break;
+			}
+			*w = '\0';
+			if (p < end && *p != ',')
+			{
+				*error = psprintf("invalid CSV at byte %d: expected ',' or the end of the record after a closing quote, found %s",
+								  (int) (p - s->start), describe(p, end));
+				return false;
+			}
+		}
+		else
+		{
+			while (p < end && *p != ',')
+			{
+				if (*p == '"' || *p == '\n' || *p == '\r')
+				{
+					*error = psprintf("invalid CSV at byte %d: %s",
+									  (int) (p - s->start),
+									  *p == '"' ?
+									  "quote in an unquoted field (quote the field and double the quote)" :
+									  "line break in an unquoted field (a message holds one record; quote fields that contain line breaks)");
+					return false;
+				}
+				p++;
+			}
+			*COPY_AT(s, p) = '\0';
+			if (p == field)
+				kind = VK_ABSENT;
+		}
+		if (nfields < d->ncols)
+		{
+			d->vals[nfields] = COPY_AT(s, field);
+			d->kinds[nfields] = kind;
+		}
+		nfields++;
+		if (p >= end)
+			break;
+		p++;					/* the comma */
+	}
+	if (nfields != d->ncols)
+	{
+		*error = psprintf("CSV record has %d field%s, expected %d (one per column of the stream)",
+						  nfields, nfields == 1 ? "" : "s", d->ncols);
+		return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Decoder
+ * ------------------------------------------------------------------------
+ */
+
+SpDecoder *
+sp_decoder_create(const char *format, TupleDesc desc, MemoryContext cxt)
+{
+	SpDecoder  *d;
+	SpFormat	fmt;
+	MemoryContext old;
+	int			ncols = 0;
+	int			nslots = 8;
+	int			i;
+
+	if (strcmp(format, "json") == 0)
+		fmt = SP_FORMAT_JSON;
+	else if (strcmp(format, "csv") == 0)
+		fmt = SP_FORMAT_CSV;
+	else if (strcmp(format, "text") == 0)
+		fmt = SP_FORMAT_TEXT;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown message format \"%s\"", format),
+				 errhint("The formats are \"json\", \"csv\" and \"text\".")));
+
+	for (i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			ncols++;
+	if (fmt == SP_FORMAT_TEXT && ncols != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("format \"text\" needs a stream with exactly one column"),
+				 errdetail("The stream has %d columns.", ncols),
+				 errhint("Use format \"json\" or \"csv\" for a stream of several columns.")));
+
+	old = MemoryContextSwitchTo(cxt);
+	d = palloc0(sizeof(SpDecoder));
+	d->format = fmt;
+	d->cxt = cxt;
+	d->natts = desc->natts;
+	d->ncols = ncols;
+	d->cols = palloc0(sizeof(SpColumn) * Max(ncols, 1));
+	d->encoding = GetDatabaseEncoding();
+	if (d->encoding != PG_UTF8 && d->encoding != PG_SQL_ASCII)
+		d->from_utf8 = FindDefaultConversionProc(PG_UTF8, d->encoding);
+
+	while (nslots < 2 * ncols)
+		nslots *= 2;
+	d->slots = palloc0(sizeof(int16) * nslots);
+	d->slotmask = nslots - 1;
+
+	ncols = 0;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		SpColumn   *c = &d->cols[ncols];
+		Oid			base;
+		Oid			func;
+		uint32		slot;
+
+		if (att->attisdropped)
+			continue;
+		base = getBaseType(att->atttypid);
+		c->name = pstrdup(NameStr(att->attname));
+		c->namelen = strlen(c->name);
+		c->hash = key_hash(c->name, c->namelen);
+		c->attno = i;
+		c->is_json = (base == JSONOID || base == JSONBOID);
+		c->typname = format_type_be(att->atttypid);
+		c->typmod = att->atttypmod;
+		getTypeInputInfo(att->atttypid, &func, &c->typioparam);
+		fmgr_info_cxt(func, &c->input, cxt);
+		c->strict = c->input.fn_strict;
+
+		for (slot = c->hash & d->slotmask; d->slots[slot] != 0;
+			 slot = (slot + 1) & d->slotmask)
+			;
+		d->slots[slot] = ncols + 1;
+		ncols++;
+	}
+
+	d->vals = palloc0(sizeof(char *) * Max(ncols, 1));
+	d->kinds = palloc0(Max(ncols, 1));
+	d->bufsize = 1024;
+	d->buf = palloc(d->bufsize);
+	d->stacksize = 64;
+	d->stack = palloc(d->stacksize);
+	MemoryContextSwitchTo(old);
+	return d;
+}
+
+/* the payload fits in a C string of the database encoding */
+static bool
+check_payload(SpDecoder *d, const char *data, size_t len, char **error)
+{
+	int			ok;
+
+	if (len >= MaxAllocSize)
+	{
+		*error = psprintf("message of %zu bytes is too large to decode", len);
+		return false;
+	}
+	ok = pg_encoding_verifymbstr(d->encoding, data, (int) len);
+	if (ok == (int) len)
+		return true;
+	if (data[ok] == '\0')
+		*error = psprintf("message contains a NUL byte at byte %d", ok);
+	else
+	{
+		StringInfoData bytes;
+		int			i;
+
+		initStringInfo(&bytes);
+		for (i = ok; i < (int) len && i < ok + 4; i++)
+			appendStringInfo(&bytes, " 0x%02x", (uint8) data[i]);
+		*error = psprintf("invalid byte sequence for encoding \"%s\" at byte %d:%s",
+						  pg_encoding_to_char(d->encoding), ok, bytes.data);
+	}
+	return false;
+}
+
+bool
+sp_decode(SpDecoder *d, const char *data, size_t len, Datum *values,
+		  bool *nulls, char **error)
+{
+	Scan		s;
+	int			i;
+
+	d->column = NULL;
+	*error = NULL;
+	if (!check_payload(d, data, len, error))
+		return false;
+
+	if (len + 1 > d->bufsize)
+	{
+		Size		size = d->bufsize;
+
+		while (size < len + 1)
+			size *= 2;
+		pfree(d->buf);
+		d->bufsize = Min(size, MaxAllocSize);
+		d->buf = MemoryContextAlloc(d->cxt, d->bufsize);
+	}
+	memcpy(d->buf, data, len);
+	d->buf[len] = '\0';
+	s.d = d;
+	s.start = data;
+	s.end = data + len;
+	s.copy = d->buf;
+	s.errpos = NULL;
+	s.errmsg = NULL;
+	s.syntax = false;
+
+	switch (d->format)
+	{
+		case SP_FORMAT_JSON:
+			if (!decode_json(d, &s))
+			{
+				*error = s.syntax ?
+					psprintf("invalid JSON at byte %d: %s", (int) (s.errpos - s.start), s.errmsg) :
+					pstrdup(s.errmsg);
+				return false;
+			}
+			for (i = 0; i < d->ncols; i++)
+			{
+				SpColumn   *c = &d->cols[i];
+
+				if (d->kinds[i] >= VK_OBJECT && !c->is_json)
+				{
+					*error = psprintf("column \"%s\" of type %s cannot take a JSON %s",
+									  c->name, c->typname,
+									  d->kinds[i] == VK_OBJECT ? "object" : "array");
+					return false;
+				}
+			}
+			break;
+		case SP_FORMAT_CSV:
+			if (!decode_csv(d, &s, error))
+				return false;
+			break;
+		case SP_FORMAT_TEXT:
+			d->vals[0] = d->buf;
+			d->kinds[0] = VK_TEXT;
+			break;
+	}
+
+	/* the message is well formed: convert */
+	for (i = 0; i < d->natts; i++)
+	{
+		values[i] = (Datum) 0;
+		nulls[i] = true;
+	}
+	for (i = 0; i < d->ncols; i++)
+	{
+		SpColumn   *c = &d->cols[i];
+		char	   *str = d->kinds[i] >= VK_TEXT ? d->vals[i] : NULL;
+
+		if (str == NULL && c->strict)
+			continue;
+		d->column = c->name;
+		values[c->attno] = InputFunctionCall(&c->input, str, c->typioparam, c->typmod);
+		nulls[c->attno] = (str == NULL);
+	}
+	d->column = NULL;
+	return true;
+}
+
+const char *
+sp_decoder_column(SpDecoder *d)
+{
+	return d->column;
+}
+
+const char *
+sp_decoder_format(SpDecoder *d)
+{
+	return format_names[d->format];
+}

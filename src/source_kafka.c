@@ -1,0 +1,1301 @@
+/*
+ * source_kafka.c — a Kafka source worker: consumes its share of a topic's
+ * partitions and applies them to the stream's continuous views, exactly
+ * once.
+ *
+ * Worker i of N owns the partitions p with p % N = i.  Each batch:
+ *
+ *   librdkafka queue ──► up to batch_size messages (or batch_timeout)
+ *     ──► decode (decode.c) ─┬─ rows ──► sp_apply_batch (apply.c)
+ *                            └─ bad message ──► streamproc.dead_letters
+ *     ──► next offset of every partition in the batch ──► source_offsets
+ *     ──► COMMIT  (views, watermark, late rows, dead letters, offsets)
+ *
+ * The offsets live in the same database transaction as the views' state,
+ * never in Kafka, so a crash anywhere either keeps the whole batch or none
+ * of it; a (re)started worker resumes from source_offsets.  Any error that
+ * aborts a batch makes the worker start over from the committed offsets
+ * after a backoff: nothing read but uncommitted is ever skipped.
+ *
+ * Bad input never stops the source: a message that cannot become a row
+ * (decoder errors, a column type's input function rejecting a value, no
+ * event time, too large), or a row a view cannot take (a data error such as
+ * division by zero in the view's expressions, found by bisecting the batch
+ * in subtransactions), becomes a dead letter in the batch's transaction.
+ * Errors that are not about the data (a missing table, a lock timeout, a
+ * lost broker) roll the batch back and are retried.
+ *
+ * librdkafka's own threads never call into PostgreSQL: its error and log
+ * callbacks are served on this process's thread by rd_kafka_poll().
+ */
+#include "postgres.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "apply.h"
+#include "catalog.h"
+#include "decode.h"
+#include "guc.h"
+#include "source.h"
+#include "workers.h"
+
+/* advisory lock space for "(source, worker index) is running" */
+#define SP_LOCK_FIELD4 0x5350
+
+typedef struct Partition
+{
+	int32		id;
+	int64		next_offset;	/* first offset not yet applied */
+	char	   *input;			/* stream input name "<source>:<id>" */
+	int64		hwm_reported;
+	/* this batch */
+	int64		first_offset;	/* -1: not in the batch */
+	int64		last_offset;
+	int64		rows;
+	int64		bytes;
+	int64		dead;
+	bool		has_event_time;
+	TimestampTz max_event_time;
+} Partition;
+
+/* a message that could not become a row, or a row a view refused */
+typedef struct DeadLetter
+{
+	int			msg;			/* index in the batch */
+	char	   *error;
+} DeadLetter;
+
+typedef struct Source
+{
+	int32		id;
+	int32		index;
+	char	   *name;
+	Oid			stream;
+	char	   *brokers;
+	char	   *topic;
+	char	   *format;
+	bool		start_latest;
+	int			parallelism;
+	int			batch_size;
+	int			batch_timeout_ms;
+	List	   *option_names;
+	List	   *option_values;
+
+	rd_kafka_t *rk;
+	rd_kafka_topic_t *rkt;
+	rd_kafka_queue_t *queue;
+	Partition  *parts;
+	int			nparts;
+	Partition **by_id;			/* topic_partitions entries, NULL if not ours */
+	int			topic_partitions;
+	bool		assigned;
+
+	TupleDesc	desc;			/* the stream's, as the decoder knows it */
+	SpDecoder  *decoder;
+	AttrNumber	event_time_att;
+
+	rd_kafka_message_t **msgs;	/* the batch being collected */
+	int			nmsgs;
+
+	MemoryContext cxt;			/* lives as long as the worker */
+	MemoryContext batch_cxt;	/* reset per batch */
+	MemoryContext row_cxt;		/* reset per message */
+
+	SpWorkerSlot *slot;
+	TimestampTz last_tick;
+	TimestampTz last_metadata_check;
+	int64		rows_at_tick;
+	TimestampTz kafka_error_recorded_at;
+	bool		kafka_error;	/* error_cb reported trouble */
+} Source;
+
+static Source *current = NULL;
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------
+ */
+
+/* errors about a row's data: the row is set aside, the batch goes on */
+static bool
+is_data_error(int sqlerrcode)
+{
+	const char *state = unpack_sql_state(sqlerrcode);
+
+	return strncmp(state, "22", 2) == 0 ||	/* data exception */
+		strncmp(state, "23", 2) == 0 || /* integrity constraint */
+		strncmp(state, "P0", 2) == 0 || /* raised by a PL/pgSQL function */
+		strncmp(state, "2F", 2) == 0 || /* SQL routine exception */
+		strncmp(state, "38", 2) == 0 || /* external routine exception */
+		strncmp(state, "39", 2) == 0;	/* external routine invocation */
+}
+
+/* record a source error in the catalog, where it outlives this process */
+static void
+record_error_in_catalog(Source *src, const char *msg)
+{
+	MemoryContext old = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		Oid			types[2] = {INT4OID, TEXTOID};
+		Datum		values[2];
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		values[0] = Int32GetDatum(src->id);
+		values[1] = CStringGetTextDatum(msg);
+		SPI_execute_with_args("UPDATE streamproc.source_defs"
+							  "   SET last_error = $2, last_error_at = pg_catalog.now()"
+							  " WHERE id = $1",
+							  2, types, values, NULL, false, 0);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		/* the catalog may be gone (DROP EXTENSION): shared memory has it */
+		MemoryContextSwitchTo(old);
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+}
+
+static void
+report_error(Source *src, const char *msg)
+{
+	sp_worker_report_error(src->slot, msg);
+	record_error_in_catalog(src, msg);
+}
+
+/* librdkafka: served by rd_kafka_poll() on this thread */
+static void
+on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	Source	   *src = current;
+	char	   *msg;
+
+	if (src == NULL)
+		return;
+	msg = psprintf("Kafka: %s", reason);
+	src->kafka_error = true;
+	sp_worker_report_error(src->slot, msg);
+	/* the catalog copy at most every 10 seconds: errors repeat while down */
+	if (!IsTransactionState() &&
+		TimestampDifferenceExceeds(src->kafka_error_recorded_at, GetCurrentTimestamp(), 10000))
+	{
+		src->kafka_error_recorded_at = GetCurrentTimestamp();
+		record_error_in_catalog(src, msg);
+	}
+	pfree(msg);
+}
+
+static void
+on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	if (current == NULL)
+		return;
+	ereport(level <= 4 ? LOG : DEBUG1,
+			(errmsg("streamproc source \"%s\": librdkafka %s: %s", current->name, fac, buf)));
+}
+
+/* ------------------------------------------------------------------------
+ * The source definition and the Kafka consumer
+ * ------------------------------------------------------------------------
+ */
+
+/* the source's definition, or NULL if it is gone or stopped */
+static Source *
+load_source(int32 id, int32 index)
+{
+	Source	   *src = NULL;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(id)};
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(get_extension_oid("streamproc", true)) &&
+		SPI_execute_with_args("SELECT name, stream, brokers, topic, format, start, parallelism,"
+							  "       batch_size, (extract(epoch FROM batch_timeout) * 1000)::int, options,"
+							  "       (SELECT event_time_att FROM streamproc.stream_defs d WHERE d.relid = s.stream)"
+							  "  FROM streamproc.source_defs s WHERE id = $1 AND enabled AND kind = 'kafka'",
+							  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "streamproc source",
+												  ALLOCSET_DEFAULT_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		Jsonb	   *options;
+		JsonbIterator *it;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		char	   *start;
+		Datum		et;
+
+		src = palloc0(sizeof(Source));
+		src->cxt = cxt;
+		src->id = id;
+		src->index = index;
+		src->name = SPI_getvalue(tup, desc, 1);
+		src->stream = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+		src->brokers = SPI_getvalue(tup, desc, 3);
+		src->topic = SPI_getvalue(tup, desc, 4);
+		src->format = SPI_getvalue(tup, desc, 5);
+		start = SPI_getvalue(tup, desc, 6);
+		src->start_latest = strcmp(start, "latest") == 0;
+		src->parallelism = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+		src->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+		src->batch_timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+		options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 10, &isnull));
+		et = SPI_getbinval(tup, desc, 11, &isnull);
+		src->event_time_att = isnull ? InvalidAttrNumber : DatumGetInt16(et);
+
+		it = JsonbIteratorInit(&options->root);
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+				src->option_names = lappend(src->option_names,
+											pnstrdup(v.val.string.val, v.val.string.len));
+			else if (tok == WJB_VALUE)
+				src->option_values = lappend(src->option_values, sp_jsonb_scalar_text(&v));
+		}
+		src->msgs = palloc(sizeof(rd_kafka_message_t *) * src->batch_size);
+		src->batch_cxt = AllocSetContextCreate(cxt, "streamproc source batch",
+											   ALLOCSET_DEFAULT_SIZES);
+		src->row_cxt = AllocSetContextCreate(cxt, "streamproc source row",
+											 ALLOCSET_DEFAULT_SIZES);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return src;
+}
+
+static void
+conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+	char		errstr[512];
+
+	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		bool		secret = sp_option_is_secret(name);
+
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid Kafka option \"%s\"", name),
+				 secret ? 0 : errdetail("%s", errstr)));
+	}
+}
+
+static void
+create_consumer(Source *src)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char		errstr[512];
+	ListCell   *n;
+	ListCell   *v;
+	char		batch[32];
+
+	conf_set(conf, "bootstrap.servers", src->brokers);
+	conf_set(conf, "client.id", psprintf("streamproc-%s", src->name));
+	conf_set(conf, "enable.partition.eof", "false");
+	conf_set(conf, "enable.auto.commit", "false");
+	conf_set(conf, "enable.auto.offset.store", "false");
+	conf_set(conf, "auto.offset.reset", "earliest");
+	/* a message produced now should be in a batch within batch_timeout */
+	conf_set(conf, "fetch.wait.max.ms", "50");
+	/* prefetch per partition: enough for a batch, bounded memory */
+	snprintf(batch, sizeof(batch), "%d", Max(src->batch_size, 1000));
+	conf_set(conf, "queued.min.messages", batch);
+	conf_set(conf, "queued.max.messages.kbytes", "8192");
+	conf_set(conf, "log.queue", "true");
+	forboth(n, src->option_names, v, src->option_values)
+		conf_set(conf, lfirst(n), lfirst(v));
+	rd_kafka_conf_set_error_cb(conf, on_kafka_error);
+	rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+
+	src->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (src->rk == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not create a Kafka consumer: %s", errstr)));
+	rd_kafka_set_log_queue(src->rk, NULL);
+	src->rkt = rd_kafka_topic_new(src->rk, src->topic, NULL);
+	if (src->rkt == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not open Kafka topic \"%s\": %s", src->topic,
+						rd_kafka_err2str(rd_kafka_last_error()))));
+	src->queue = rd_kafka_queue_new(src->rk);
+}
+
+static void
+drop_batch_messages(Source *src)
+{
+	int			i;
+
+	for (i = 0; i < src->nmsgs; i++)
+		rd_kafka_message_destroy(src->msgs[i]);
+	src->nmsgs = 0;
+}
+
+/* stop consuming: fetched but unapplied messages are thrown away */
+static void
+unassign(Source *src)
+{
+	int			i;
+
+	drop_batch_messages(src);
+	if (!src->assigned)
+		return;
+	for (i = 0; i < src->nparts; i++)
+		rd_kafka_consume_stop(src->rkt, src->parts[i].id);
+	rd_kafka_queue_destroy(src->queue);
+	src->queue = rd_kafka_queue_new(src->rk);
+	src->assigned = false;
+}
+
+/* the topic's partition count, or an error */
+static int
+topic_partition_count(Source *src, int timeout_ms)
+{
+	const struct rd_kafka_metadata *md;
+	rd_kafka_resp_err_t err;
+	int			count;
+
+	err = rd_kafka_metadata(src->rk, 0, src->rkt, &md, timeout_ms);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not get metadata of Kafka topic \"%s\" from brokers %s: %s",
+						src->topic, src->brokers, rd_kafka_err2str(err)),
+				 errhint("The source retries by itself; check that the brokers are reachable.")));
+	if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		rd_kafka_resp_err_t terr = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+
+		rd_kafka_metadata_destroy(md);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("Kafka topic \"%s\" is not available: %s", src->topic, rd_kafka_err2str(terr)),
+				 errhint("Create the topic, or check its name; the source retries by itself.")));
+	}
+	count = md->topics[0].partition_cnt;
+	rd_kafka_metadata_destroy(md);
+	return count;
+}
+
+/*
+ * Take this worker's partitions, from the committed offsets.  A partition
+ * never consumed before starts at the beginning ('earliest') or the end
+ * ('latest') as of now, and that position is committed at once, so a
+ * restart does not move it.
+ */
+static void
+assign(Source *src)
+{
+	int			count = topic_partition_count(src, 10000);
+	int			i;
+	int			n = 0;
+	Oid			types[4] = {INT4OID, INT4OID, INT8OID, INT8OID};
+	MemoryContext old;
+	StringInfoData list;
+
+	old = MemoryContextSwitchTo(src->cxt);
+	if (src->parts)
+	{
+		pfree(src->parts);
+		pfree(src->by_id);
+	}
+	src->parts = palloc0(sizeof(Partition) * Max(count, 1));
+	src->by_id = palloc0(sizeof(Partition *) * Max(count, 1));
+	for (i = 0; i < count; i++)
+	{
+		if (i % src->parallelism != src->index)
+			continue;
+		src->parts[n].id = i;
+		src->parts[n].input = psprintf("%s:%d", src->name, i);
+		src->parts[n].next_offset = -1;
+		src->parts[n].hwm_reported = -1;
+		n++;
+	}
+	src->nparts = n;
+	src->topic_partitions = count;
+	for (i = 0; i < n; i++)
+		src->by_id[src->parts[i].id] = &src->parts[i];
+	MemoryContextSwitchTo(old);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	for (i = 0; i < src->nparts; i++)
+	{
+		Partition  *p = &src->parts[i];
+		Datum		values[4];
+		bool		isnull;
+		int64		lo;
+		int64		hi;
+		rd_kafka_resp_err_t err;
+
+		values[0] = Int32GetDatum(src->id);
+		values[1] = Int32GetDatum(p->id);
+		if (SPI_execute_with_args("SELECT next_offset FROM streamproc.source_offsets"
+								  " WHERE source = $1 AND partition = $2",
+								  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read streamproc.source_offsets");
+		if (SPI_processed == 1)
+			p->next_offset = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+		err = rd_kafka_query_watermark_offsets(src->rk, src->topic, p->id, &lo, &hi, 10000);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not get the offsets of partition %d of Kafka topic \"%s\": %s",
+							p->id, src->topic, rd_kafka_err2str(err))));
+		if (p->next_offset < 0)
+		{
+			p->next_offset = src->start_latest ? hi : lo;
+			values[2] = Int64GetDatum(p->next_offset);
+			values[3] = Int64GetDatum(hi);
+			if (SPI_execute_with_args("INSERT INTO streamproc.source_offsets"
+									  " (source, partition, next_offset, high_watermark)"
+									  " VALUES ($1, $2, $3, $4)",
+									  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not write streamproc.source_offsets");
+		}
+		/*
+		 * A partition with messages still to read holds the stream's
+		 * watermark back until it has delivered them (or has been silent
+		 * for idle_timeout), so that other partitions cannot make them late.
+		 */
+		if (src->event_time_att != InvalidAttrNumber && hi > p->next_offset)
+		{
+			Oid			t[2] = {OIDOID, TEXTOID};
+			Datum		v[2];
+
+			v[0] = ObjectIdGetDatum(src->stream);
+			v[1] = CStringGetTextDatum(p->input);
+			if (SPI_execute_with_args("INSERT INTO streamproc.stream_inputs (stream, input, max_event_time, last_seen)"
+									  " VALUES ($1, $2, '-infinity', pg_catalog.now())"
+									  " ON CONFLICT (stream, input) DO NOTHING",
+									  2, t, v, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not write streamproc.stream_inputs");
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	initStringInfo(&list);
+	for (i = 0; i < src->nparts; i++)
+	{
+		Partition  *p = &src->parts[i];
+
+		if (rd_kafka_consume_start_queue(src->rkt, p->id, p->next_offset, src->queue) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not start consuming partition %d of Kafka topic \"%s\": %s",
+							p->id, src->topic, rd_kafka_err2str(rd_kafka_last_error()))));
+		appendStringInfo(&list, "%s%d@" INT64_FORMAT, i ? ", " : "", p->id, p->next_offset);
+	}
+	src->assigned = true;
+	ereport(LOG,
+			(errmsg("streamproc source \"%s\" consuming topic \"%s\" partitions %s",
+					src->name, src->topic, src->nparts ? list.data : "(none)")));
+	pfree(list.data);
+}
+
+static Partition *
+find_partition(Source *src, int32 id)
+{
+	if (id < 0 || id >= src->topic_partitions)
+		return NULL;
+	return src->by_id[id];
+}
+
+/* ------------------------------------------------------------------------
+ * One batch
+ * ------------------------------------------------------------------------
+ */
+
+/* the stream's row type, and a decoder for it; rebuilt after ALTER */
+static void
+prepare_decoder(Source *src, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	MemoryContext old;
+
+	if (src->desc != NULL && equalTupleDescs(src->desc, desc))
+		return;
+	old = MemoryContextSwitchTo(src->cxt);
+	src->desc = CreateTupleDescCopy(desc);
+	src->decoder = sp_decoder_create(src->format, src->desc, src->cxt);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+add_dead_letter(List **dead, int msg, const char *error)
+{
+	DeadLetter *d = palloc(sizeof(DeadLetter));
+
+	d->msg = msg;
+	d->error = pstrdup(error);
+	*dead = lappend(*dead, d);
+}
+
+/*
+ * Decode messages [from, nmsgs) into rows, in a subtransaction so that an
+ * input function's error only costs its message.  Returns the index of the
+ * message that raised an error, or nmsgs when all were done.
+ */
+static int
+decode_messages(Source *src, int from, HeapTuple *rows, int *row_msg, int *nrows,
+				List **dead)
+{
+	MemoryContext batch_cxt = src->batch_cxt;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile int i = from;
+	int			natts = src->desc->natts;
+	Datum	   *values = MemoryContextAlloc(batch_cxt, sizeof(Datum) * natts);
+	bool	   *nulls = MemoryContextAlloc(batch_cxt, sizeof(bool) * natts);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(src->row_cxt);
+	PG_TRY();
+	{
+		for (; i < src->nmsgs; i++)
+		{
+			rd_kafka_message_t *m = src->msgs[i];
+			Partition  *p = find_partition(src, m->partition);
+			char	   *error = NULL;
+
+			MemoryContextReset(src->row_cxt);
+			if (m->payload == NULL)
+				error = "message has no value";
+			else if (m->len > (size_t) sp_max_message_size)
+				error = psprintf("message of %zu bytes is larger than streamproc.max_message_size (%d bytes)",
+								 m->len, sp_max_message_size);
+			else if (!sp_decode(src->decoder, m->payload, m->len, values, nulls, &error))
+				 /* error set */ ;
+			else if (src->event_time_att != InvalidAttrNumber)
+			{
+				int			a = src->event_time_att - 1;
+				const char *col = NameStr(TupleDescAttr(src->desc, a)->attname);
+
+				if (nulls[a])
+					error = psprintf("event-time column \"%s\" is missing or null", col);
+				else if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(values[a])))
+					error = psprintf("event-time column \"%s\" must be finite", col);
+				else if (!p->has_event_time || DatumGetTimestampTz(values[a]) > p->max_event_time)
+				{
+					p->has_event_time = true;
+					p->max_event_time = DatumGetTimestampTz(values[a]);
+				}
+			}
+			if (error != NULL)
+			{
+				MemoryContextSwitchTo(batch_cxt);
+				add_dead_letter(dead, i, error);
+				p->dead++;
+				MemoryContextSwitchTo(src->row_cxt);
+				continue;
+			}
+			MemoryContextSwitchTo(batch_cxt);
+			rows[*nrows] = heap_form_tuple(src->desc, values, nulls);
+			row_msg[*nrows] = i;
+			(*nrows)++;
+			p->rows++;
+			MemoryContextSwitchTo(src->row_cxt);
+		}
+		MemoryContextSwitchTo(batch_cxt);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(batch_cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		const char *col;
+
+		MemoryContextSwitchTo(batch_cxt);
+		edata = CopyErrorData();
+		if (!is_data_error(edata->sqlerrcode))
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(batch_cxt);
+		CurrentResourceOwner = owner;
+		col = sp_decoder_column(src->decoder);
+		add_dead_letter(dead, i,
+						col ? psprintf("column \"%s\": %s", col, edata->message) : edata->message);
+		find_partition(src, src->msgs[i]->partition)->dead++;
+		return i;
+	}
+	PG_END_TRY();
+	return src->nmsgs;
+}
+
+static void
+apply_rows(Source *src, HeapTuple *rows, int from, int to, bool with_inputs)
+{
+	SpBatch		batch;
+	SpBatchInput *inputs = palloc(sizeof(SpBatchInput) * Max(src->nparts, 1));
+	int			i;
+
+	batch.stream = src->stream;
+	batch.nrows = to - from;
+	batch.rows = NULL;
+	batch.ninputs = 0;
+	batch.inputs = inputs;
+	if (to > from)
+	{
+		batch.rows = tuplestore_begin_heap(false, false, Max(work_mem, 64 * 1024));
+		for (i = from; i < to; i++)
+			tuplestore_puttuple(batch.rows, rows[i]);
+	}
+	if (with_inputs)
+	{
+		for (i = 0; i < src->nparts; i++)
+		{
+			Partition  *p = &src->parts[i];
+
+			if (p->first_offset < 0)
+				continue;
+			inputs[batch.ninputs].name = p->input;
+			inputs[batch.ninputs].has_event_time = src->event_time_att != InvalidAttrNumber;
+			inputs[batch.ninputs].max_event_time = p->has_event_time ? p->max_event_time : DT_NOBEGIN;
+			batch.ninputs++;
+		}
+	}
+	sp_apply_batch(&batch);
+	if (batch.rows)
+		tuplestore_end(batch.rows);
+}
+
+/*
+ * Apply rows [from, to) in a subtransaction.  A data error in a view sends
+ * the failing rows to the dead letters: halves are tried until the rows
+ * at fault are found, one by one.
+ */
+static void
+apply_or_bisect(Source *src, HeapTuple *rows, int *row_msg, int from, int to,
+				bool with_inputs, List **dead)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		apply_rows(src, rows, from, to, with_inputs);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (!is_data_error(edata->sqlerrcode))
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+
+	if (edata == NULL)
+		return;
+	if (to == from)
+		ReThrowError(edata);	/* not a row's fault */
+	if (to - from == 1)
+	{
+		Partition  *p = find_partition(src, src->msgs[row_msg[from]]->partition);
+
+		add_dead_letter(dead, row_msg[from],
+						edata->context ? psprintf("%s (%s)", edata->message, edata->context) : edata->message);
+		p->dead++;
+		p->rows--;
+		if (with_inputs)
+			apply_or_bisect(src, rows, row_msg, from, from, true, dead);
+		return;
+	}
+	{
+		int			mid = from + (to - from) / 2;
+
+		apply_or_bisect(src, rows, row_msg, from, mid, false, dead);
+		apply_or_bisect(src, rows, row_msg, mid, to, false, dead);
+		if (with_inputs)
+			apply_or_bisect(src, rows, row_msg, to, to, true, dead);
+	}
+}
+
+static void
+write_dead_letters(Source *src, List *dead)
+{
+	ListCell   *lc;
+	static SPIPlanPtr plan = NULL;
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("INSERT INTO streamproc.dead_letters"
+						   " (source, topic, partition, \"offset\", key, payload, error)"
+						   " VALUES ($1, $2, $3, $4, $5, $6, $7)", 7,
+						   (Oid[]) {TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID});
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the dead-letter insert");
+	}
+	foreach(lc, dead)
+	{
+		DeadLetter *d = lfirst(lc);
+		rd_kafka_message_t *m = src->msgs[d->msg];
+		Datum		values[7];
+		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+		values[0] = CStringGetTextDatum(src->name);
+		values[1] = CStringGetTextDatum(src->topic);
+		values[2] = Int32GetDatum(m->partition);
+		values[3] = Int64GetDatum(m->offset);
+		if (m->key != NULL)
+		{
+			bytea	   *k = palloc(VARHDRSZ + m->key_len);
+
+			SET_VARSIZE(k, VARHDRSZ + m->key_len);
+			memcpy(VARDATA(k), m->key, m->key_len);
+			values[4] = PointerGetDatum(k);
+		}
+		else
+			nulls[4] = 'n';
+		if (m->payload != NULL)
+		{
+			bytea	   *b = palloc(VARHDRSZ + m->len);
+
+			SET_VARSIZE(b, VARHDRSZ + m->len);
+			memcpy(VARDATA(b), m->payload, m->len);
+			values[5] = PointerGetDatum(b);
+		}
+		else
+			nulls[5] = 'n';
+		values[6] = CStringGetTextDatum(d->error);
+		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not write a dead letter");
+	}
+}
+
+static void
+write_offsets(Source *src)
+{
+	static SPIPlanPtr plan = NULL;
+	int			i;
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("UPDATE streamproc.source_offsets"
+						   "   SET next_offset = $3, high_watermark = GREATEST($4, $3),"
+						   "       rows_in = rows_in + $5, bytes_in = bytes_in + $6,"
+						   "       dead_letters = dead_letters + $7,"
+						   "       max_event_time = GREATEST(max_event_time, $8),"
+						   "       last_message_at = pg_catalog.now()"
+						   " WHERE source = $1 AND partition = $2 AND next_offset <= $9",
+						   9, (Oid[]) {INT4OID, INT4OID, INT8OID, INT8OID, INT8OID,
+						   INT8OID, INT8OID, TIMESTAMPTZOID, INT8OID});
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the offset update");
+	}
+	for (i = 0; i < src->nparts; i++)
+	{
+		Partition  *p = &src->parts[i];
+		Datum		values[9];
+		char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		int64		lo = -1;
+		int64		hi = -1;
+
+		if (p->first_offset < 0)
+			continue;
+		rd_kafka_get_watermark_offsets(src->rk, src->topic, p->id, &lo, &hi);
+		values[0] = Int32GetDatum(src->id);
+		values[1] = Int32GetDatum(p->id);
+		values[2] = Int64GetDatum(p->last_offset + 1);
+		values[3] = Int64GetDatum(hi);
+		values[4] = Int64GetDatum(p->rows);
+		values[5] = Int64GetDatum(p->bytes);
+		values[6] = Int64GetDatum(p->dead);
+		values[7] = TimestampTzGetDatum(p->max_event_time);
+		if (!p->has_event_time)
+			nulls[7] = 'n';
+		values[8] = Int64GetDatum(p->first_offset);
+		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not write streamproc.source_offsets");
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("the committed position of partition %d of source \"%s\" moved",
+							p->id, src->name),
+					 errdetail("Another process applied the partition, or the source was dropped.")));
+		p->hwm_reported = Max(hi, p->last_offset + 1);
+	}
+}
+
+/*
+ * Apply the collected messages and commit them with their offsets.
+ */
+static void
+apply_messages(Source *src)
+{
+	HeapTuple  *rows;
+	int		   *row_msg;
+	int			nrows = 0;
+	List	   *dead = NIL;
+	int			i;
+	int			from;
+	Relation	rel;
+	SpSavedUser su;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "applying a batch");
+	MemoryContextReset(src->batch_cxt);
+	MemoryContextSwitchTo(src->batch_cxt);
+
+	rel = table_open(src->stream, AccessShareLock);
+	prepare_decoder(src, rel);
+	table_close(rel, NoLock);
+
+	for (i = 0; i < src->nparts; i++)
+	{
+		Partition  *p = &src->parts[i];
+
+		p->first_offset = -1;
+		p->rows = p->bytes = p->dead = 0;
+		p->has_event_time = false;
+	}
+	for (i = 0; i < src->nmsgs; i++)
+	{
+		rd_kafka_message_t *m = src->msgs[i];
+		Partition  *p = find_partition(src, m->partition);
+
+		if (p == NULL)
+			elog(ERROR, "message from partition %d, which this worker does not own", m->partition);
+		if (p->first_offset < 0)
+			p->first_offset = m->offset;
+		p->last_offset = m->offset;
+		p->bytes += m->len;
+	}
+
+	rows = palloc(sizeof(HeapTuple) * src->nmsgs);
+	row_msg = palloc(sizeof(int) * src->nmsgs);
+	for (from = 0; from < src->nmsgs;)
+	{
+		int			stopped = decode_messages(src, from, rows, row_msg, &nrows, &dead);
+
+		from = stopped < src->nmsgs ? stopped + 1 : stopped;
+	}
+
+	apply_or_bisect(src, rows, row_msg, 0, nrows, true, &dead);
+
+	sp_catalog_enter(&su);
+	SPI_connect();
+	if (dead != NIL)
+		write_dead_letters(src, dead);
+	write_offsets(src);
+	SPI_finish();
+	sp_catalog_leave(&su);
+
+	MemoryContextSwitchTo(TopMemoryContext);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	/* committed: this is where the partitions now stand */
+	for (i = 0; i < src->nparts; i++)
+		if (src->parts[i].first_offset >= 0)
+			src->parts[i].next_offset = src->parts[i].last_offset + 1;
+	src->slot->rows_total += src->nmsgs;
+	drop_batch_messages(src);
+	/* messages flow: whatever went wrong before is over */
+	src->kafka_error = false;
+	if (src->slot->in_error)
+		sp_worker_report_error(src->slot, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * The consume loop
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * An error event for a partition: transient ones are only reported (the
+ * consumer retries by itself); others end this assignment.
+ */
+static void
+consumer_error(Source *src, rd_kafka_message_t *m)
+{
+	rd_kafka_resp_err_t err = m->err;
+	char	   *msg = psprintf("Kafka partition %d of topic \"%s\": %s",
+							   m->partition, src->topic, rd_kafka_message_errstr(m));
+
+	rd_kafka_message_destroy(m);
+	if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		return;
+	src->kafka_error = true;
+	if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+		err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || err == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+		err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+		err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+	{
+		sp_worker_report_error(src->slot, msg);
+		return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_EXCEPTION),
+			 errmsg("%s", msg)));
+}
+
+/* collect up to batch_size messages, waiting at most batch_timeout */
+static void
+collect_batch(Source *src)
+{
+	TimestampTz first = 0;
+
+	for (;;)
+	{
+		int			wait_ms;
+		ssize_t		got;
+		int			i;
+
+		if (src->nmsgs == 0)
+			wait_ms = 100;
+		else
+		{
+			long		left = src->batch_timeout_ms -
+				(long) ((GetCurrentTimestamp() - first) / 1000);
+
+			if (left <= 0)
+				break;
+			wait_ms = Min(left, 200);
+		}
+		got = rd_kafka_consume_batch_queue(src->queue, wait_ms,
+										   src->msgs + src->nmsgs,
+										   src->batch_size - src->nmsgs);
+		if (got < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_EXCEPTION),
+					 errmsg("could not consume from Kafka topic \"%s\": %s",
+							src->topic, rd_kafka_err2str(rd_kafka_last_error()))));
+		for (i = 0; i < got; i++)
+		{
+			rd_kafka_message_t *m = src->msgs[src->nmsgs];
+
+			if (m->err)
+			{
+				/* keep the array dense */
+				memmove(src->msgs + src->nmsgs, src->msgs + src->nmsgs + 1,
+						sizeof(rd_kafka_message_t *) * (got - i - 1));
+				consumer_error(src, m);
+				continue;
+			}
+			if (src->nmsgs == 0)
+				first = GetCurrentTimestamp();
+			src->nmsgs++;
+		}
+		CHECK_FOR_INTERRUPTS();
+		rd_kafka_poll(src->rk, 0);
+		if (src->nmsgs == 0 || src->nmsgs >= src->batch_size)
+			break;
+		if (src->batch_timeout_ms == 0)
+			break;
+	}
+}
+
+/* once a second: rates, high watermarks, health, new partitions */
+static void
+tick(Source *src)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		secs;
+	int			usecs;
+	int			i;
+	bool		changed = false;
+
+	if (!TimestampDifferenceExceeds(src->last_tick, now, 1000))
+		return;
+	TimestampDifference(src->last_tick, now, &secs, &usecs);
+	if (src->last_tick != 0)
+	{
+		double		elapsed = secs + usecs / 1e6;
+
+		src->slot->rows_per_sec = (src->slot->rows_total - src->rows_at_tick) / elapsed;
+	}
+	src->rows_at_tick = src->slot->rows_total;
+	src->last_tick = now;
+
+	/* lag for streamproc.source_partitions while no batch writes it */
+	for (i = 0; i < src->nparts; i++)
+	{
+		int64		lo = -1;
+		int64		hi = -1;
+
+		rd_kafka_get_watermark_offsets(src->rk, src->topic, src->parts[i].id, &lo, &hi);
+		if (hi >= 0 && hi != src->parts[i].hwm_reported)
+			changed = true;
+	}
+	if (changed)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		for (i = 0; i < src->nparts; i++)
+		{
+			Oid			types[3] = {INT4OID, INT4OID, INT8OID};
+			Datum		values[3];
+			int64		lo = -1;
+			int64		hi = -1;
+
+			rd_kafka_get_watermark_offsets(src->rk, src->topic, src->parts[i].id, &lo, &hi);
+			if (hi < 0 || hi == src->parts[i].hwm_reported)
+				continue;
+			values[0] = Int32GetDatum(src->id);
+			values[1] = Int32GetDatum(src->parts[i].id);
+			values[2] = Int64GetDatum(hi);
+			SPI_execute_with_args("UPDATE streamproc.source_offsets SET high_watermark = $3"
+								  " WHERE source = $1 AND partition = $2",
+								  3, types, values, NULL, false, 0);
+			src->parts[i].hwm_reported = hi;
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+
+	/* after broker trouble: healthy again once the brokers answer */
+	if (src->kafka_error || src->slot->in_error)
+	{
+		int64		lo;
+		int64		hi;
+
+		if (src->nparts > 0 &&
+			rd_kafka_query_watermark_offsets(src->rk, src->topic, src->parts[0].id,
+											 &lo, &hi, 500) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			src->kafka_error = false;
+			sp_worker_report_error(src->slot, NULL);
+		}
+	}
+
+	/* partitions added to the topic */
+	if (TimestampDifferenceExceeds(src->last_metadata_check, now, 10000))
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		volatile int count = -1;
+
+		src->last_metadata_check = now;
+		PG_TRY();
+		{
+			count = topic_partition_count(src, 1000);
+		}
+		PG_CATCH();
+		{
+			/* unreachable brokers: the consumer's own errors report it */
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+		}
+		PG_END_TRY();
+		if (count >= 0 && count != src->topic_partitions)
+		{
+			ereport(LOG,
+					(errmsg("streamproc source \"%s\": topic \"%s\" now has %d partitions",
+							src->name, src->topic, count)));
+			unassign(src);
+			assign(src);
+		}
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static void
+consume(Source *src)
+{
+	if (src->rk == NULL)
+		create_consumer(src);
+	if (!src->assigned)
+		assign(src);
+	if (!src->kafka_error)
+		sp_worker_report_error(src->slot, NULL);
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		rd_kafka_poll(src->rk, 0);
+		collect_batch(src);
+		if (src->nmsgs > 0)
+			apply_messages(src);
+		tick(src);
+	}
+}
+
+/* is the source still there to run? */
+static bool
+source_wanted(int32 id)
+{
+	bool		wanted = false;
+
+	PG_TRY();
+	{
+		Oid			types[1] = {INT4OID};
+		Datum		values[1] = {Int32GetDatum(id)};
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		wanted = OidIsValid(get_extension_oid("streamproc", true)) &&
+			SPI_execute_with_args("SELECT 1 FROM streamproc.source_defs WHERE id = $1 AND enabled",
+								  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1;
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		wanted = false;
+	}
+	PG_END_TRY();
+	return wanted;
+}
+
+void
+sp_kafka_source_main(Datum arg)
+{
+	SpSourceWorkerArgs args;
+	Source	   *src;
+	LOCKTAG		tag;
+	bool		locked;
+	int			backoff_ms = 1000;
+	TimestampTz last_failure = 0;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+
+	src = load_source(args.source_id, args.worker_index);
+	if (src == NULL)
+		proc_exit(0);
+	pgstat_report_appname(src->name);
+
+	/* one process per (source, worker index), whatever happens */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) src->id, (uint32) src->index, SP_LOCK_FIELD4);
+	StartTransactionCommand();
+	locked = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+	CommitTransactionCommand();
+	if (!locked)
+	{
+		ereport(LOG,
+				(errmsg("streamproc source \"%s\" worker %d is already running", src->name, src->index)));
+		proc_exit(1);
+	}
+	src->slot = sp_worker_slot_claim(src->id, src->index);
+	current = src;
+
+	for (;;)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			consume(src);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(src->cxt);
+			edata = CopyErrorData();
+			EmitErrorReport();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			MemoryContextSwitchTo(cxt);
+			RESUME_INTERRUPTS();
+
+			/* start over from the committed offsets */
+			PG_TRY();
+			{
+				if (src->rk != NULL)
+					unassign(src);
+			}
+			PG_CATCH();
+			{
+				FlushErrorState();
+			}
+			PG_END_TRY();
+			if (!source_wanted(src->id))
+				proc_exit(0);
+			report_error(src, edata->message);
+			FreeErrorData(edata);
+
+			/* back off more while failures keep coming */
+			if (TimestampDifferenceExceeds(last_failure, GetCurrentTimestamp(), 60000))
+				backoff_ms = 1000;
+			last_failure = GetCurrentTimestamp();
+
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 backoff_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			backoff_ms = Min(backoff_ms * 2, 30000);
+		}
+		PG_END_TRY();
+	}
+}
