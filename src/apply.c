@@ -999,7 +999,7 @@ sp_apply_batch(SpBatch *batch)
 		{
 			CompiledView *v = lfirst(lc);
 
-			if (v->retention_us >= 0 &&
+			if (v->retention_us >= 0 && !TIMESTAMP_NOT_FINITE(wm) &&
 				SearchSysCacheExists1(RELOID, ObjectIdGetDatum(v->state_relid)))
 				apply_retention(v, wm);
 		}

@@ -9,7 +9,9 @@
  *       − watermark_delay
  *
  * and it never moves backward (advance_watermark() can only push it
- * forward).  A stream without an event-time column uses arrival time.
+ * forward).  An input that has rows still to deliver but has not yet
+ * delivered any (a Kafka partition at startup) reports '-infinity': it
+ * holds the watermark where it is until it speaks, or is idle.  A stream without an event-time column uses arrival time.
  *
  *   input 'sql'      ─ max 10:00:07 ─┐
  *   input 'p0'       ─ max 10:00:05 ─┼─ min 10:00:05 − delay 2s ─► 10:00:03
@@ -122,7 +124,7 @@ sp_watermark_observe(Oid stream, int ninputs, const char **inputs,
 	if (SPI_execute_plan(kept_plan(&move_plan,
 								   "UPDATE streamproc.stream_defs d"
 								   "   SET watermark = GREATEST(d.watermark, ("
-								   "       SELECT pg_catalog.min(i.max_event_time) - d.watermark_delay"
+								   "       SELECT pg_catalog.nullif(pg_catalog.min(i.max_event_time), '-infinity') - d.watermark_delay"
 								   "         FROM streamproc.stream_inputs i"
 								   "        WHERE i.stream = d.relid"
 								   "          AND (d.idle_timeout IS NULL OR i.last_seen >= pg_catalog.now() - d.idle_timeout)))"
