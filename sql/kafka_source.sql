@@ -25,6 +25,10 @@ CREATE VIEW bid_totals WITH (streamproc.continuous) AS
 SELECT streamproc.tumble(ts, '10 seconds') AS w, auction,
        count(*) AS n, sum(price) AS total, max(price) AS top
   FROM ks_bids GROUP BY 1, 2;
+-- emit 'final' with retention: a watermark still held back by partitions
+-- that have not delivered must not expire anything
+CREATE VIEW bid_closed WITH (streamproc.continuous, streamproc.emit = 'final', streamproc.retention = '1 hour') AS
+SELECT streamproc.tumble(ts, '10 seconds') AS w, count(*) AS n FROM ks_bids GROUP BY 1;
 -- a view whose expression fails on some rows (price 0)
 CREATE VIEW bid_ratios WITH (streamproc.continuous) AS
 SELECT auction, sum(1000 / price) AS r FROM ks_bids GROUP BY auction;
@@ -80,6 +84,9 @@ SELECT count(*) AS differing FROM (
   (SELECT * FROM bid_ratios EXCEPT ALL SELECT auction, sum(1000 / price) FROM bids_expected GROUP BY 1)
   UNION ALL
   (SELECT auction, sum(1000 / price) FROM bids_expected GROUP BY 1 EXCEPT ALL SELECT * FROM bid_ratios)) d;
+
+SELECT * FROM bid_closed ORDER BY w;
+SELECT name, rows_applied FROM streamproc.views WHERE name = 'bid_closed'::regclass;
 
 SELECT partition, "offset", convert_from(key, 'UTF8') AS key, payload IS NULL AS no_payload, error
   FROM streamproc.dead_letters WHERE source = 'bids_src' ORDER BY partition, "offset";

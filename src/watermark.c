@@ -124,7 +124,7 @@ sp_watermark_observe(Oid stream, int ninputs, const char **inputs,
 	if (SPI_execute_plan(kept_plan(&move_plan,
 								   "UPDATE streamproc.stream_defs d"
 								   "   SET watermark = GREATEST(d.watermark, ("
-								   "       SELECT pg_catalog.nullif(pg_catalog.min(i.max_event_time), '-infinity') - d.watermark_delay"
+								   "       SELECT NULLIF(pg_catalog.min(i.max_event_time), '-infinity'::pg_catalog.timestamptz) - d.watermark_delay"
 								   "         FROM streamproc.stream_inputs i"
 								   "        WHERE i.stream = d.relid"
 								   "          AND (d.idle_timeout IS NULL OR i.last_seen >= pg_catalog.now() - d.idle_timeout)))"
