@@ -158,6 +158,25 @@ SELECT wait_for($$(SELECT n = 1 FROM news_count)$$);
 SELECT * FROM news_count;
 
 -- ---------------------------------------------------------------------
+-- idle partitions: one silent for idle_timeout stops holding the watermark back
+-- ---------------------------------------------------------------------
+SELECT streamproc.create_stream('ks_idle', 'k int, ts timestamptz', event_time => 'ts',
+                                idle_timeout => '2 seconds');
+CREATE VIEW idle_count WITH (streamproc.continuous) AS SELECT count(*) AS n FROM ks_idle;
+SELECT streamproc.kafka_produce(:'brokers', 'idle_json', '{"k": 0, "ts": "2026-01-01 10:00:10+00"}', NULL, 0) >= 0 AS produced;
+SELECT streamproc.kafka_produce(:'brokers', 'idle_json', '{"k": 1, "ts": "2026-01-01 10:00:05+00"}', NULL, 1) >= 0 AS produced;
+SELECT streamproc.create_kafka_source('idle_src', 'ks_idle', :'brokers', 'idle_json');
+SELECT wait_for($$(SELECT n = 2 FROM idle_count)$$);
+SELECT streamproc.watermark('ks_idle') AS held_by_partition_1;
+SELECT pg_sleep(3);
+SELECT streamproc.kafka_produce(:'brokers', 'idle_json', '{"k": 0, "ts": "2026-01-01 10:00:20+00"}', NULL, 0) >= 0 AS produced;
+SELECT wait_for($$(SELECT n = 3 FROM idle_count)$$);
+SELECT streamproc.watermark('ks_idle') AS partition_1_idle;
+SELECT partition, idle FROM streamproc.source_partitions WHERE source = 'idle_src' ORDER BY partition;
+SELECT streamproc.drop_source('idle_src');
+SELECT streamproc.drop_stream('ks_idle', cascade => true);
+
+-- ---------------------------------------------------------------------
 -- unreachable brokers: state error, a clear last error, no crash
 -- ---------------------------------------------------------------------
 SELECT streamproc.create_kafka_source('nowhere_src', 'ks_news', '127.0.0.1:1', 'news_text', format => 'text');
