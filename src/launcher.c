@@ -30,6 +30,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
@@ -43,6 +44,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -155,6 +157,7 @@ sp_kick_database(Oid dboid)
 	{
 		s->wanted = true;
 		s->no_extension = false;
+		s->kicked = true;
 		latch = s->supervisor_pid != 0 ? s->supervisor_latch : sp_shared->launcher_latch;
 	}
 	LWLockRelease(sp_shared->lock);
@@ -242,6 +245,54 @@ sp_pause_database(Oid dboid)
 	}
 }
 
+/* may the current user run CREATE DATABASE at all (rolcreatedb) */
+static bool
+has_createdb(void)
+{
+	HeapTuple	tup;
+	bool		ok = false;
+
+	if (superuser())
+		return true;
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	if (HeapTupleIsValid(tup))
+	{
+		ok = ((Form_pg_authid) GETSTRUCT(tup))->rolcreatedb;
+		ReleaseSysCache(tup);
+	}
+	return ok;
+}
+
+/* may the current user copy the database (it is a template, or theirs) */
+static bool
+may_copy(Oid dboid)
+{
+	HeapTuple	tup;
+	bool		ok = false;
+
+	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	if (HeapTupleIsValid(tup))
+	{
+		ok = ((Form_pg_database) GETSTRUCT(tup))->datistemplate ||
+			pg_database_ownercheck(dboid, GetUserId());
+		ReleaseSysCache(tup);
+	}
+	return ok;
+}
+
+/*
+ * Pause a database for a command that needs it to itself, but only when
+ * the command can succeed as far as privileges go: a role that may not drop
+ * (or copy, or rename) the database must not be able to stop its sources
+ * by trying.
+ */
+static void
+pause_if_owner(Oid dboid)
+{
+	if (OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()))
+		sp_pause_database(dboid);
+}
+
 /*
  * Utility commands that need a database to themselves, or that install
  * the extension: called by the ProcessUtility hook before they run.
@@ -254,19 +305,23 @@ sp_workers_utility(Node *parsetree)
 	switch (nodeTag(parsetree))
 	{
 		case T_DropdbStmt:
-			sp_pause_database(get_database_oid(((DropdbStmt *) parsetree)->dbname, true));
+			pause_if_owner(get_database_oid(((DropdbStmt *) parsetree)->dbname, true));
 			break;
 		case T_RenameStmt:
-			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
-				sp_pause_database(get_database_oid(((RenameStmt *) parsetree)->subname, true));
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE && has_createdb())
+				pause_if_owner(get_database_oid(((RenameStmt *) parsetree)->subname, true));
 			break;
 		case T_CreatedbStmt:
 			foreach(lc, ((CreatedbStmt *) parsetree)->options)
 			{
 				DefElem    *d = lfirst(lc);
+				Oid			template;
 
-				if (strcmp(d->defname, "template") == 0 && d->arg != NULL)
-					sp_pause_database(get_database_oid(defGetString(d), true));
+				if (strcmp(d->defname, "template") != 0 || d->arg == NULL)
+					continue;
+				template = get_database_oid(defGetString(d), true);
+				if (OidIsValid(template) && has_createdb() && may_copy(template))
+					sp_pause_database(template);
 			}
 			break;
 		case T_AlterDatabaseStmt:
@@ -275,7 +330,7 @@ sp_workers_utility(Node *parsetree)
 				DefElem    *d = lfirst(lc);
 
 				if (strcmp(d->defname, "tablespace") == 0)
-					sp_pause_database(get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true));
+					pause_if_owner(get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true));
 			}
 			break;
 		case T_CreateExtensionStmt:
@@ -507,7 +562,13 @@ sp_launcher_main(Datum arg)
 					pfree(local[i].handle);
 					local[i].handle = NULL;
 					LWLockAcquire(sp_shared->lock, LW_EXCLUSIVE);
-					if (s->no_extension)
+					if (s->kicked)
+					{
+						/* asked for after it looked: look again now */
+						s->wanted = true;
+						s->no_extension = false;
+					}
+					else if (s->no_extension)
 						s->wanted = false;
 					s->supervisor_pid = 0;
 					s->supervisor_latch = NULL;
@@ -517,7 +578,13 @@ sp_launcher_main(Datum arg)
 				continue;
 			}
 
-			LWLockAcquire(sp_shared->lock, LW_SHARED);
+			LWLockAcquire(sp_shared->lock, LW_EXCLUSIVE);
+			if (s->kicked)
+			{
+				/* a kick cuts the retry delay short */
+				s->kicked = false;
+				local[i].retry_at = 0;
+			}
 			dboid = s->dboid;
 			start = OidIsValid(dboid) && s->wanted && s->paused_until <= now &&
 				local[i].retry_at <= now;

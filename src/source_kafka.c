@@ -111,6 +111,7 @@ typedef struct Source
 	rd_kafka_queue_t *queue;
 	Partition  *parts;
 	int			nparts;
+	uint32		wake_next;		/* wake_fetcher: the partition to ask next */
 	Partition **by_id;			/* topic_partitions entries, NULL if not ours */
 	int			topic_partitions;
 	bool		assigned;
@@ -341,10 +342,14 @@ create_consumer(Source *src)
 	conf_set(conf, "auto.offset.reset", "earliest");
 	/* a message produced now should be in a batch within batch_timeout */
 	conf_set(conf, "fetch.wait.max.ms", "50");
-	/* prefetch per partition: enough for a batch, bounded memory */
-	snprintf(batch, sizeof(batch), "%d", Max(src->batch_size, 1000));
+	/*
+	 * Prefetch: two batches, so that the next one is waiting while one is
+	 * applied, and at most 16 MB (the queue is shared by all the worker's
+	 * partitions).  wake_fetcher keeps the fetcher going once it is full.
+	 */
+	snprintf(batch, sizeof(batch), "%d", Max(2 * src->batch_size, 1000));
 	conf_set(conf, "queued.min.messages", batch);
-	conf_set(conf, "queued.max.messages.kbytes", "8192");
+	conf_set(conf, "queued.max.messages.kbytes", "16384");
 	conf_set(conf, "log.queue", "true");
 	forboth(n, src->option_names, v, src->option_values)
 		conf_set(conf, lfirst(n), lfirst(v));
@@ -993,6 +998,34 @@ consumer_error(Source *src, rd_kafka_message_t *m)
 			 errmsg("%s", msg)));
 }
 
+/*
+ * Wake the fetcher when the prefetch queue runs low.
+ *
+ * librdkafka (before 2.2's fetch.queue.backoff.ms) stops fetching a
+ * partition while the consumer's queue holds queued.min.messages or
+ * queued.max.messages.kbytes, and its broker thread then sleeps until the
+ * next I/O or op on that broker, up to a second, even after we have drained
+ * the queue.  A consumer slower than its broker would spend most of that
+ * second idle.  Any request to the broker ends the sleep: a watermark query
+ * for one of our partitions is cheap and refreshes the lag as a bonus.  We
+ * ask only when the queue holds less than a batch, i.e. the next batch
+ * would otherwise wait for the fetcher, and rotate over the partitions so
+ * that each partition leader's broker thread gets woken in turn.
+ */
+static void
+wake_fetcher(Source *src)
+{
+	Partition  *p;
+	int64		lo;
+	int64		hi;
+
+	if (!src->assigned || src->nparts == 0 ||
+		rd_kafka_queue_length(src->queue) >= (size_t) src->batch_size)
+		return;
+	p = &src->parts[src->wake_next++ % src->nparts];
+	(void) rd_kafka_query_watermark_offsets(src->rk, src->topic, p->id, &lo, &hi, 1000);
+}
+
 /* collect up to batch_size messages, waiting at most batch_timeout */
 static void
 collect_batch(Source *src)
@@ -1042,6 +1075,8 @@ collect_batch(Source *src)
 		}
 		CHECK_FOR_INTERRUPTS();
 		rd_kafka_poll(src->rk, 0);
+		if (got > 0)
+			wake_fetcher(src);
 		if (src->nmsgs == 0 || src->nmsgs >= src->batch_size)
 			break;
 		if (src->batch_timeout_ms == 0)

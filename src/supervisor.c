@@ -222,12 +222,15 @@ reap_children(void)
 			continue;
 		pfree(c->handle);
 		c->handle = NULL;
-		/* a worker that keeps dying is restarted less and less often */
+		/*
+		 * A worker that keeps dying is restarted less and less often: after
+		 * 1 s, then 2, 4, ... up to 60 s; one that ran for a minute starts
+		 * over at 1 s.
+		 */
 		if (TimestampDifferenceExceeds(c->started_at, now, 60 * 1000))
 			c->backoff_ms = 1000;
-		else
-			c->backoff_ms = Min(c->backoff_ms * 2, 60 * 1000);
 		c->restart_at = TimestampTzPlusMilliseconds(now, c->wanted ? c->backoff_ms : 0);
+		c->backoff_ms = Min(c->backoff_ms * 2, 60 * 1000);
 	}
 	foreach(lc, children)
 	{

@@ -28,6 +28,7 @@ typedef struct SpDbSlot
 	Oid			dboid;			/* InvalidOid: free */
 	bool		wanted;			/* run a supervisor there */
 	bool		no_extension;	/* its supervisor found no extension */
+	bool		kicked;			/* asked for since the launcher last looked */
 	TimestampTz paused_until;	/* DROP/RENAME DATABASE in progress */
 	pid_t		supervisor_pid;
 	Latch	   *supervisor_latch;

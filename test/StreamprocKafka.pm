@@ -1,0 +1,197 @@
+# StreamprocKafka — what the Kafka TAP tests share: a private mock Kafka
+# cluster (test/kafka/mock_kafka) driven through its standard input, the
+# Nexmark-style bid generator (bench/kafka/bidgen), and polling with a
+# deadline of our own.
+#
+# test/run copies both programs where the tests' user can run them and
+# passes their paths in MOCK_KAFKA and BIDGEN; run by hand from the top of
+# the checkout, the programs built by make are used.
+package StreamprocKafka;
+
+use strict;
+use warnings;
+use Carp;
+use IPC::Run;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+use Exporter 'import';
+our @EXPORT = qw(bidgen_produce bidgen_start bidgen_running bidgen_finish bidgen_print wait_until log_since);
+
+my $MOCK_KAFKA = $ENV{MOCK_KAFKA} // 'test/kafka/mock_kafka';
+my $BIDGEN     = $ENV{BIDGEN}     // 'bench/kafka/bidgen';
+
+# Every test's bids start here, so runs are reproducible.
+our $START = '2026-11-22T10:00:00Z';
+
+# ---------------------------------------------------------------- mock Kafka
+
+# Start a mock cluster of $brokers brokers (ids 1..$brokers); it lives until
+# stop() or the end of the test.
+sub new
+{
+    my ($class, %args) = @_;
+    my $self = bless { in => '', out => '', err => '' }, $class;
+    my $brokers = $args{brokers} // 1;
+
+    -x $MOCK_KAFKA
+      or BAIL_OUT("mock Kafka cluster $MOCK_KAFKA not found (run make, or set MOCK_KAFKA)");
+    $self->{run} = IPC::Run::start(
+        [ $MOCK_KAFKA, '-b', $brokers ],
+        '<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err});
+    $self->{bootstrap} = $self->_line;
+    $self->{bootstrap} =~ /:\d+/
+      or BAIL_OUT("mock_kafka did not start: $self->{bootstrap} $self->{err}");
+    return $self;
+}
+
+# the bootstrap address, "127.0.0.1:PORT,..."
+sub brokers { return $_[0]->{bootstrap} }
+
+# Send one command ("topic NAME N", "down ID", "up ID"); returns its answer
+# ("ok" or "error: ...").
+sub command
+{
+    my ($self, $cmd) = @_;
+    $self->{in} .= "$cmd\n";
+    return $self->_line;
+}
+
+# the next line the mock prints, waiting up to 30 s for it
+sub _line
+{
+    my ($self) = @_;
+    my $deadline = time + 30;
+    my $line;
+    until (defined($line = $self->{out} =~ s/^([^\n]*)\n// ? $1 : undef))
+    {
+        croak "mock_kafka did not answer (stderr: $self->{err})"
+          if time > $deadline || !$self->{run}->pumpable;
+        $self->{run}->pump_nb;
+        usleep(10_000);
+    }
+    return $line;
+}
+
+sub stop
+{
+    my ($self) = @_;
+    return unless $self->{run};
+    # it keeps serving after its stdin closes: only a signal ends it
+    $self->{run}->kill_kill(grace => 5);
+    delete $self->{run};
+    return;
+}
+
+sub DESTROY { $_[0]->stop }
+
+# ---------------------------------------------------------------- bids
+
+# the bidgen command line for chunk $args{seed} of $args{count} bids
+sub _bidgen_args
+{
+    my (%args) = @_;
+    return (
+        '-n', $args{count}, '--seed', $args{seed},
+        '--start', $args{start} // $START);
+}
+
+# Produce $args{count} bids (brokers, topic, count, seed, partitions: the
+# partition of a bid is its auction modulo partitions).  Returns the number
+# delivered; dies when bidgen fails.
+sub bidgen_produce
+{
+    my (%args) = @_;
+    my ($out, $err) = ('', '');
+    -x $BIDGEN or BAIL_OUT("bid generator $BIDGEN not found (run make, or set BIDGEN)");
+    my @cmd = (
+        $BIDGEN, '-b', $args{brokers}, '-t', $args{topic},
+        '-p', $args{partitions}, _bidgen_args(%args));
+    IPC::Run::run(\@cmd, '>', \$out, '2>', \$err, IPC::Run::timeout(120))
+      or croak "bidgen failed: $err";
+    $err =~ /delivered=(\d+)/ or croak "bidgen said: $err";
+    return $1;
+}
+
+# Start producing in the background, $args{rate} bids per second (same
+# arguments as bidgen_produce); bidgen_finish waits for it.
+sub bidgen_start
+{
+    my (%args) = @_;
+    my $bg = { out => '', err => '' };
+    -x $BIDGEN or BAIL_OUT("bid generator $BIDGEN not found (run make, or set BIDGEN)");
+    $bg->{run} = IPC::Run::start(
+        [
+            $BIDGEN, '-b', $args{brokers}, '-t', $args{topic},
+            '-p', $args{partitions}, '-r', $args{rate}, _bidgen_args(%args)
+        ],
+        '>', \$bg->{out}, '2>', \$bg->{err});
+    return $bg;
+}
+
+# Is a background producer still producing?
+sub bidgen_running
+{
+    my ($bg) = @_;
+    return 0 unless $bg->{run}->pumpable;
+    # pump_nb croaks once the pipes are closed: that is an answer too
+    eval { $bg->{run}->pump_nb };
+    return $bg->{run}->pumpable ? 1 : 0;
+}
+
+# Wait for a background producer; returns the number of bids delivered, or
+# dies unless it delivered all it sent.
+sub bidgen_finish
+{
+    my ($bg) = @_;
+    $bg->{run}->finish or croak "bidgen failed: $bg->{err}";
+    $bg->{err} =~ /delivered=(\d+)/ or croak "bidgen said: $bg->{err}";
+    return $1;
+}
+
+# Append the very same bids as JSON lines to $file (bidgen is deterministic
+# for the same seed, count and start).
+sub bidgen_print
+{
+    my ($file, %args) = @_;
+    my $err = '';
+    IPC::Run::run([ $BIDGEN, '--print', _bidgen_args(%args) ],
+        '>>', $file, '2>', \$err, IPC::Run::timeout(120))
+      or croak "bidgen --print failed: $err";
+    return;
+}
+
+# ---------------------------------------------------------------- polling
+
+# Poll $sql on $node every 50 ms until it returns $expected ('t' by
+# default), for at most $timeout seconds (default: the framework's 180).
+# Returns the seconds it took, or undef on timeout (after a diag with the
+# last answer).  Unlike poll_query_until, it says how long it took, so the
+# tests can hold the extension to "within a few seconds".
+sub wait_until
+{
+    my ($node, $db, $sql, $expected, $timeout) = @_;
+    $expected //= 't';
+    $timeout  //= $PostgreSQL::Test::Utils::timeout_default;
+    my $t0 = time;
+    my ($stdout, $stderr) = ('', '');
+    while (1)
+    {
+        $node->psql($db, $sql, stdout => \$stdout, stderr => \$stderr);
+        return time - $t0 if $stdout eq $expected;
+        last if time - $t0 > $timeout;
+        usleep(50_000);
+    }
+    diag("timed out after ${timeout}s waiting for\n$sql\nto return '$expected'; "
+          . "last answer '$stdout', stderr '$stderr'");
+    return undef;
+}
+
+# the server log from byte $offset on
+sub log_since
+{
+    my ($node, $offset) = @_;
+    return PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset);
+}
+
+1;
