@@ -244,6 +244,59 @@ CREATE AGGREGATE streamproc.earliest(value anyelement, ts timestamptz) (
 COMMENT ON AGGREGATE streamproc.earliest(anyelement, timestamptz) IS 'value at the least ts';
 
 -- ---------------------------------------------------------------------------
+-- Weighted twins of count, sum and avg: the partial state of rows taken back
+-- (weight -1) from a view, in the original aggregate's state layout, so the
+-- original's combine function adds it to the stored state.  Used internally
+-- for streams fed by CDC sources; see "Retractions" in src/view_compile.c.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION streamproc.weighted_count_trans(bigint, "any", int)
+RETURNS bigint AS 'MODULE_PATHNAME', 'sp_weighted_count_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION streamproc.weighted_sum_trans(bigint, bigint, int)
+RETURNS bigint AS 'MODULE_PATHNAME', 'sp_weighted_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION streamproc.weighted_int8_trans(internal, bigint, int)
+RETURNS internal AS 'MODULE_PATHNAME', 'sp_weighted_int8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION streamproc.weighted_numeric_trans(internal, numeric, int)
+RETURNS internal AS 'MODULE_PATHNAME', 'sp_weighted_numeric_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION streamproc.weighted_int4_avg_trans(bigint[], int, int)
+RETURNS bigint[] AS 'MODULE_PATHNAME', 'sp_weighted_int4_avg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE AGGREGATE streamproc.weighted_count(weight int) (
+    SFUNC = pg_catalog.int84pl, STYPE = bigint, INITCOND = '0',
+    COMBINEFUNC = pg_catalog.int8pl, PARALLEL = SAFE
+);
+CREATE AGGREGATE streamproc.weighted_count(value "any", weight int) (
+    SFUNC = streamproc.weighted_count_trans, STYPE = bigint, INITCOND = '0',
+    COMBINEFUNC = pg_catalog.int8pl, PARALLEL = SAFE
+);
+CREATE AGGREGATE streamproc.weighted_sum(value bigint, weight int) (
+    SFUNC = streamproc.weighted_sum_trans, STYPE = bigint,
+    COMBINEFUNC = pg_catalog.int8pl, PARALLEL = SAFE
+);
+CREATE AGGREGATE streamproc.weighted_int8_state(value bigint, weight int) (
+    SFUNC = streamproc.weighted_int8_trans, STYPE = internal,
+    COMBINEFUNC = pg_catalog.int8_avg_combine,
+    SERIALFUNC = pg_catalog.int8_avg_serialize, DESERIALFUNC = pg_catalog.int8_avg_deserialize,
+    FINALFUNC = pg_catalog.numeric_poly_sum, PARALLEL = SAFE
+);
+CREATE FUNCTION streamproc.weighted_numeric_serialize(internal)
+RETURNS bytea AS 'MODULE_PATHNAME', 'sp_weighted_numeric_serialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION streamproc.weighted_numeric_deserialize(bytea, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'sp_weighted_numeric_deserialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION streamproc.weighted_numeric_final(internal)
+RETURNS numeric AS 'MODULE_PATHNAME', 'sp_weighted_numeric_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+-- serial form: numeric_avg_serialize's, with the net row count
+CREATE AGGREGATE streamproc.weighted_numeric_state(value numeric, weight int) (
+    SFUNC = streamproc.weighted_numeric_trans, STYPE = internal,
+    SERIALFUNC = streamproc.weighted_numeric_serialize,
+    DESERIALFUNC = streamproc.weighted_numeric_deserialize,
+    FINALFUNC = streamproc.weighted_numeric_final, PARALLEL = SAFE
+);
+CREATE AGGREGATE streamproc.weighted_int4_avg(value int, weight int) (
+    SFUNC = streamproc.weighted_int4_avg_trans, STYPE = bigint[], INITCOND = '{0,0}',
+    COMBINEFUNC = pg_catalog.int4_avg_combine, FINALFUNC = pg_catalog.int8_avg, PARALLEL = SAFE
+);
+
+-- ---------------------------------------------------------------------------
 -- Observability
 -- ---------------------------------------------------------------------------
 CREATE VIEW streamproc.streams AS

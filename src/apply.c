@@ -84,6 +84,8 @@ typedef struct CompiledView
 	int			naggs;
 	SpAggInfo  *aggs;
 	PlannedStmt *plan;
+	PlannedStmt *retract_plan;	/* NULL: the view cannot take rows back */
+	char	   *retract_why;	/* ... and why not */
 	PlannedStmt *late_plan;		/* event-time windows only */
 	char	   *sql;
 	AttrNumber *keyattnos;		/* per index column: state table column */
@@ -321,6 +323,8 @@ compile_view(SpViewDef *def, List **deps)
 	cv->plan = sp_view_partial_plan(shape, cv->owner, sp_batch_size);
 	elog(DEBUG2, "streamproc: partial plan of %s: %s",
 		 get_rel_name(def->relid), nodeToString(cv->plan->planTree));
+	if (sp_view_can_retract(shape, &cv->retract_why))
+		cv->retract_plan = sp_view_retract_plan(shape, cv->owner, sp_batch_size);
 	if (shape->event_time_window)
 		cv->late_plan = sp_view_late_plan(shape, cv->owner, sp_batch_size,
 										  def->relid);
@@ -492,6 +496,7 @@ typedef struct MergeReceiver
 	ResultRelInfo *rri;
 	SpAggCall  *call;
 	MemoryContext cxt;			/* outlives the partial plan's executor */
+	bool		retract;		/* the partials are of retracted rows */
 	bool		wm_valid;		/* watermark when the batch arrived */
 	TimestampTz wm;
 	TupleDesc	partial_desc;	/* sessions: partial rows, merged afterwards */
@@ -587,13 +592,28 @@ merge_group(MergeReceiver *r, TupleTableSlot *slot)
 	{
 		TupleTableSlot *old = r->found;
 		bool		update_indexes;
+		int64		rows;
 
 		slot_getallattrs(old);
 		memcpy(out->tts_values, old->tts_values, sizeof(Datum) * nkeys);
 		memcpy(out->tts_isnull, old->tts_isnull, sizeof(bool) * nkeys);
-		combine_states(r, old, slot, out);
-		out->tts_values[rowscol] = Int64GetDatum(DatumGetInt64(old->tts_values[rowscol]) +
-												 DatumGetInt64(slot->tts_values[rowscol]));
+		rows = DatumGetInt64(old->tts_values[rowscol]) + DatumGetInt64(slot->tts_values[rowscol]);
+		if (rows == 0)
+		{
+			/* every row of the group was taken back: the group is gone */
+			simple_table_tuple_delete(r->rel, &old->tts_tid, r->estate->es_snapshot);
+			return;
+		}
+		/*
+		 * A retraction's partial comes first: the combine functions of sum
+		 * and avg over int8 and numeric ignore a second state whose count
+		 * is not positive, but take it as the first.
+		 */
+		if (r->retract)
+			combine_states(r, slot, old, out);
+		else
+			combine_states(r, old, slot, out);
+		out->tts_values[rowscol] = Int64GetDatum(rows);
 		out->tts_isnull[rowscol] = false;
 		ExecStoreVirtualTuple(out);
 		simple_table_tuple_update(r->rel, &old->tts_tid, out,
@@ -758,8 +778,13 @@ view_error_context(void *arg)
 		errcontext("applying a batch to continuous view \"%s\"", v->name);
 }
 
+/*
+ * Apply rows (retract = false) or retractions (retract = true) of a batch
+ * to one view.
+ */
 static void
-apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
+apply_view(CompiledView *v, Oid stream, Tuplestorestate *store, int64 nrows,
+		   bool retract, bool wm_valid, TimestampTz wm)
 {
 	MergeReceiver r;
 	QueryEnvironment *env;
@@ -770,6 +795,12 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	int64		late_rows = 0;
 	ErrorContextCallback errcb;
 
+	if (retract && v->retract_plan == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("continuous view \"%s\" cannot take rows back", v->name),
+				 errdetail_internal("%s", v->retract_why),
+				 errhint("On a stream fed by a CDC source, views may use count, sum and avg (of integer or numeric values) and tumbling or hopping windows.")));
 	/* a view dropped since its compilation is simply gone */
 	memset(&r, 0, sizeof(r));
 	r.rel = try_relation_open(v->state_relid, ShareRowExclusiveLock);
@@ -783,10 +814,10 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	env = create_queryEnv();
 	enr = palloc0(sizeof(EphemeralNamedRelationData));
 	enr->md.name = SP_BATCH_ENR_NAME;
-	enr->md.reliddesc = batch->stream;
+	enr->md.reliddesc = stream;
 	enr->md.enrtype = ENR_NAMED_TUPLESTORE;
-	enr->md.enrtuples = batch->nrows;
-	enr->reldata = batch->rows;
+	enr->md.enrtuples = nrows;
+	enr->reldata = store;
 	register_ENR(env, enr);
 
 	params = makeParamList(1);
@@ -826,6 +857,7 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	r.pub.mydest = DestNone;
 	r.view = v;
 	r.cxt = CurrentMemoryContext;
+	r.retract = retract;
 	r.wm_valid = wm_valid;
 	r.wm = wm;
 	r.index = index_open(v->index_relid, RowExclusiveLock);
@@ -842,7 +874,7 @@ apply_view(CompiledView *v, SpBatch *batch, bool wm_valid, TimestampTz wm)
 	r.out = MakeSingleTupleTableSlot(RelationGetDescr(r.rel), &TTSOpsVirtual);
 	r.call = sp_agg_call_create(CurrentMemoryContext);
 
-	run_plan(v->plan, v->sql, (DestReceiver *) &r, env, params);
+	run_plan(retract ? v->retract_plan : v->plan, v->sql, (DestReceiver *) &r, env, params);
 
 	if (r.partials != NIL)
 	{
@@ -949,7 +981,7 @@ sp_apply_batch(SpBatch *batch)
 	TimestampTz wm = 0;
 	bool		wm_valid;
 
-	if (batch->nrows == 0 && batch->ninputs == 0)
+	if (batch->nrows == 0 && batch->nretractions == 0 && batch->ninputs == 0)
 		return;
 	if (!ActiveSnapshotSet())
 	{
@@ -968,11 +1000,24 @@ sp_apply_batch(SpBatch *batch)
 	(void) locked_stream_entry(batch->stream, false);
 	wm_valid = sp_watermark_get(batch->stream, &wm);
 	entry = locked_stream_entry(batch->stream, true);
+	/* rows first, then retractions: both add up, in either order */
 	if (batch->rows != NULL && batch->nrows > 0)
 	{
 		foreach(lc, entry->views)
 		{
-			apply_view(lfirst(lc), batch, wm_valid, wm);
+			apply_view(lfirst(lc), batch->stream, batch->rows, batch->nrows,
+					   false, wm_valid, wm);
+			MemoryContextReset(cxt);
+		}
+	}
+	if (batch->retractions != NULL && batch->nretractions > 0)
+	{
+		/* the state rows the first pass wrote must be visible */
+		CommandCounterIncrement();
+		foreach(lc, entry->views)
+		{
+			apply_view(lfirst(lc), batch->stream, batch->retractions,
+					   batch->nretractions, true, wm_valid, wm);
 			MemoryContextReset(cxt);
 		}
 	}
@@ -1011,4 +1056,24 @@ sp_apply_batch(SpBatch *batch)
 	CommandCounterIncrement();
 	if (pushed)
 		PopActiveSnapshot();
+}
+
+void
+sp_check_stream_retractable(Oid stream)
+{
+	StreamEntry *entry = stream_entry(stream);
+	ListCell   *lc;
+
+	foreach(lc, entry->views)
+	{
+		CompiledView *v = lfirst(lc);
+
+		if (v->retract_plan == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("continuous view \"%s\" on stream \"%s\" cannot take rows back",
+							v->name, get_rel_name(stream)),
+					 errdetail_internal("%s", v->retract_why),
+					 errhint("A CDC source deletes and updates rows.  Views on its stream may use count, sum and avg (of integer or numeric values) and tumbling or hopping windows; drop or change the view first.")));
+	}
 }

@@ -16,12 +16,19 @@ typedef struct SpBatchInput
 	TimestampTz max_event_time;
 } SpBatchInput;
 
-/* what a source hands the engine: rows and where they came from */
+/*
+ * What a source hands the engine: weighted rows and where they came from.
+ * Rows weigh +1 (inserts); retractions weigh -1 (a CDC delete, or the old
+ * image of an update) and take a row that was counted before back out of
+ * every view.  Both are in the stream's row layout.
+ */
 typedef struct SpBatch
 {
 	Oid			stream;
 	Tuplestorestate *rows;		/* NULL when the stream has no views */
 	int64		nrows;
+	Tuplestorestate *retractions;	/* NULL: none */
+	int64		nretractions;
 	int			ninputs;		/* inputs whose progress to record; 0: none */
 	SpBatchInput *inputs;
 } SpBatch;
@@ -30,5 +37,12 @@ extern void sp_apply_init(void);
 extern bool sp_stream_has_views(Oid stream);
 extern AttrNumber sp_stream_event_time_att(Oid stream);
 extern void sp_apply_batch(SpBatch *batch);
+
+/*
+ * ERROR (naming the view and the aggregate, with a hint) unless every
+ * continuous view on the stream can take rows back: called when a source
+ * that retracts (debezium, PostgreSQL logical replication) is created.
+ */
+extern void sp_check_stream_retractable(Oid stream);
 
 #endif

@@ -1,5 +1,7 @@
 /*
- * decode.c — message formats: one message payload → one row of a stream.
+ * decode.c — message formats: one message payload → the rows of a stream
+ * it stands for (one, or for a Debezium change event up to two weighted
+ * ones).
  *
  *   payload ──► size, NUL and encoding check (the database's encoding)
  *     │
@@ -33,18 +35,36 @@
  * field is NULL, "" the empty string; a final line break is ignored.
  *
  * text: the whole payload is the value of the stream's only column.
+ *
+ * debezium: a change event, {"before": row, "after": row, "op": ...}, bare
+ * or under "payload" (Kafka Connect's JsonConverter with schemas.enable).
+ * The envelope is scanned by the same scanner; "before" and "after" are
+ * rows as in json, each into its own vals/kinds arrays:
+ *
+ *   op c, r ──► after  (+1)
+ *   op d    ──► before (−1)
+ *   op u    ──► before (−1), after (+1)
+ *
+ * A row image the change needs but does not carry makes the message
+ * malformed (for "before": the source table lacks REPLICA IDENTITY FULL).
+ * A JSON number for a timestamp, timestamptz or date column is Debezium's
+ * epoch encoding (see epoch_value()); everything else as in json.
  */
 #include "postgres.h"
 
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "port/pg_bitutils.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "decode.h"
 
@@ -52,10 +72,11 @@ typedef enum SpFormat
 {
 	SP_FORMAT_JSON,
 	SP_FORMAT_CSV,
-	SP_FORMAT_TEXT
+	SP_FORMAT_TEXT,
+	SP_FORMAT_DEBEZIUM
 } SpFormat;
 
-static const char *const format_names[] = {"json", "csv", "text"};
+static const char *const format_names[] = {"json", "csv", "text", "debezium"};
 
 /* what a message gave a column */
 typedef enum ValueKind
@@ -63,9 +84,16 @@ typedef enum ValueKind
 	VK_ABSENT = 0,				/* no such key; unquoted empty CSV field */
 	VK_NULL,					/* JSON null */
 	VK_TEXT,					/* input function text */
+	VK_NUMBER,					/* input function text, a JSON number */
 	VK_OBJECT,					/* JSON object (raw text) */
 	VK_ARRAY					/* JSON array (raw text) */
 } ValueKind;
+
+/* column types a Debezium epoch number is accepted for */
+#define TEMPORAL_NONE			0
+#define TEMPORAL_TIMESTAMP		1
+#define TEMPORAL_TIMESTAMPTZ	2
+#define TEMPORAL_DATE			3
 
 typedef struct SpColumn
 {
@@ -75,6 +103,8 @@ typedef struct SpColumn
 	int			attno;			/* index into values[] and nulls[] */
 	bool		is_json;		/* json, jsonb or a domain over them */
 	bool		strict;			/* NULL in, NULL out: no call needed */
+	uint8		temporal;		/* TEMPORAL_*: how a debezium number reads */
+	bool		plain;			/* the base type itself, no typmod */
 	const char *typname;		/* for messages */
 	Oid			typioparam;
 	int32		typmod;
@@ -99,6 +129,8 @@ struct SpDecoder
 	/* one message */
 	char	  **vals;			/* per column, into buf */
 	uint8	   *kinds;			/* per column, ValueKind */
+	char	  **img_vals[4];	/* debezium: before/after, of the envelope */
+	uint8	   *img_kinds[4];	/* and of its "payload" (see Envelope) */
 	char	   *buf;			/* the payload's copy */
 	Size		bufsize;
 	char	   *stack;			/* closers of the nested values being skipped */
@@ -113,6 +145,8 @@ typedef struct Scan
 	const char *start;
 	const char *end;
 	char	   *copy;			/* d->buf, same offsets as start */
+	char	  **vals;			/* where the row being scanned goes */
+	uint8	   *kinds;
 	const char *errpos;
 	const char *errmsg;
 	bool		syntax;			/* errmsg is about JSON syntax */
@@ -636,7 +670,7 @@ lookup_key(SpDecoder *d, const char *key, int len)
 	}
 }
 
-/* the value of column col at p: remembered, NUL-terminated in the copy */
+/* the value of column col at p: in s->vals/kinds, NUL-terminated in the copy */
 static const char *
 scan_column_value(Scan *s, const char *p, int col)
 {
@@ -656,8 +690,8 @@ scan_column_value(Scan *s, const char *p, int col)
 				if (q == NULL)
 					return NULL;
 				*w = '\0';
-				d->vals[col] = COPY_AT(s, p + 1);
-				d->kinds[col] = VK_TEXT;
+				s->vals[col] = COPY_AT(s, p + 1);
+				s->kinds[col] = VK_TEXT;
 				return q;
 			}
 			q = scan_string(s, p + 1, NULL, NULL);
@@ -673,113 +707,361 @@ scan_column_value(Scan *s, const char *p, int col)
 			break;
 		default:
 			q = scan_bare(s, p, &is_null);
-			kind = is_null ? VK_NULL : VK_TEXT;
+			kind = is_null ? VK_NULL :
+				(*p == '-' || (*p >= '0' && *p <= '9')) ? VK_NUMBER : VK_TEXT;
 			break;
 	}
 	if (q == NULL)
 		return NULL;
 	*COPY_AT(s, q) = '\0';
-	d->vals[col] = COPY_AT(s, p);
-	d->kinds[col] = kind;
+	s->vals[col] = COPY_AT(s, p);
+	s->kinds[col] = kind;
 	return q;
+}
+
+/*
+ * The object at p (its '{'), a row: each member whose key names a column
+ * goes to s->vals/s->kinds, the others are only validated.  Returns the
+ * position after the object, or NULL.
+ */
+static const char *
+scan_row_object(Scan *s, const char *p)
+{
+	SpDecoder  *d = s->d;
+	const char *end = s->end;
+	int			prev = -1;		/* the last column whose key was seen */
+
+	memset(s->kinds, VK_ABSENT, d->ncols);
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == '}')
+		return p + 1;
+	for (;;)
+	{
+		char	   *key;
+		char	   *w;
+		bool		unmatchable = false;
+		int			col;
+
+		if (p >= end || *p != '"')
+			return fail(s, p, psprintf("expected a string to begin an object key, found %s",
+									   describe(p, end)));
+		/* unescaped in the copy, the same bytes when nothing was escaped */
+		key = w = COPY_AT(s, p + 1);
+		p = scan_string(s, p + 1, &w, &unmatchable);
+		if (p == NULL)
+			return NULL;
+		/* messages of a topic usually have their keys in one order */
+		col = d->next_key[prev + 1];
+		if (unmatchable)
+			col = -1;
+		else if (col < 0 || d->cols[col].namelen != w - key ||
+				 memcmp(d->cols[col].name, key, w - key) != 0)
+		{
+			col = lookup_key(d, key, w - key);
+			if (col >= 0)
+				d->next_key[prev + 1] = col;
+		}
+		if (col >= 0)
+			prev = col;
+		p = skip_ws(p, end);
+		if (p >= end || *p != ':')
+			return fail(s, p, psprintf("expected ':' after object key, found %s",
+									   describe(p, end)));
+		p = skip_ws(p + 1, end);
+		if (p >= end)
+			return fail(s, p, "unexpected end of input, expected a value");
+		p = col < 0 ? skip_value(s, p) : scan_column_value(s, p, col);
+		if (p == NULL)
+			return NULL;
+		p = skip_ws(p, end);
+		if (p < end && *p == ',')
+		{
+			p = skip_ws(p + 1, end);
+			if (p < end && *p == '}')
+				return fail(s, p, "trailing comma");
+			continue;
+		}
+		if (p < end && *p == '}')
+			return p + 1;
+		return fail(s, p, psprintf("expected ',' or '}' after object member, found %s",
+								   describe(p, end)));
+	}
+}
+
+/* the message's first value must be an object; false if not */
+static bool
+expect_object(Scan *s, const char *p)
+{
+	const char *end = s->end;
+
+	if (p < end && *p == '{')
+		return true;
+	fail(s, p, p >= end ? "message is empty, expected a JSON object" :
+		 *p == '[' ? "message is a JSON array, expected a JSON object" :
+		 psprintf("expected a JSON object, found %s", describe(p, end)));
+	s->syntax = (p < end && *p != '[');
+	return false;
+}
+
+/* nothing but white space after the message's object at p */
+static bool
+expect_end(Scan *s, const char *p)
+{
+	p = skip_ws(p, s->end);
+	if (p < s->end)
+	{
+		fail(s, p, psprintf("unexpected %s after the JSON object", describe(p, s->end)));
+		return false;
+	}
+	return true;
 }
 
 static bool
 decode_json(SpDecoder *d, Scan *s)
 {
-	const char *end = s->end;
-	const char *p = skip_ws(s->start, end);
-	int			prev = -1;		/* the last column whose key was seen */
+	const char *p = skip_ws(s->start, s->end);
 
-	memset(d->kinds, VK_ABSENT, d->ncols);
-	if (p >= end || *p != '{')
-	{
-		fail(s, p, p >= end ? "message is empty, expected a JSON object" :
-			 *p == '[' ? "message is a JSON array, expected a JSON object" :
-			 psprintf("expected a JSON object, found %s", describe(p, end)));
-		s->syntax = (p < end && *p != '[');
+	if (!expect_object(s, p))
 		return false;
-	}
-	p = skip_ws(p + 1, end);
-	if (p < end && *p == '}')
-		p++;
-	else
-	{
-		for (;;)
-		{
-			char	   *key;
-			char	   *w;
-			bool		unmatchable = false;
-			int			col;
+	s->vals = d->vals;
+	s->kinds = d->kinds;
+	p = scan_row_object(s, p);
+	return p != NULL && expect_end(s, p);
+}
 
-			if (p >= end || *p != '"')
-			{
-				fail(s, p, psprintf("expected a string to begin an object key, found %s",
-									describe(p, end)));
-				return false;
-			}
-			/* unescaped in the copy, the same bytes when nothing was escaped */
-			key = w = COPY_AT(s, p + 1);
-			p = scan_string(s, p + 1, &w, &unmatchable);
-			if (p == NULL)
-				return false;
-			/* messages of a topic usually have their keys in one order */
-			col = d->next_key[prev + 1];
-			if (unmatchable)
-				col = -1;
-			else if (col < 0 || d->cols[col].namelen != w - key ||
-					 memcmp(d->cols[col].name, key, w - key) != 0)
-			{
-				col = lookup_key(d, key, w - key);
-				if (col >= 0)
-					d->next_key[prev + 1] = col;
-			}
-			if (col >= 0)
-				prev = col;
-			p = skip_ws(p, end);
-			if (p >= end || *p != ':')
-			{
-				fail(s, p, psprintf("expected ':' after object key, found %s",
-									describe(p, end)));
-				return false;
-			}
-			p = skip_ws(p + 1, end);
-			if (p >= end)
-			{
-				fail(s, p, "unexpected end of input, expected a value");
-				return false;
-			}
-			p = col < 0 ? skip_value(s, p) : scan_column_value(s, p, col);
-			if (p == NULL)
-				return false;
-			p = skip_ws(p, end);
-			if (p < end && *p == ',')
-			{
-				p = skip_ws(p + 1, end);
-				if (p < end && *p == '}')
-				{
-					fail(s, p, "trailing comma");
-					return false;
-				}
-				continue;
-			}
-			if (p < end && *p == '}')
-			{
-				p++;
-				break;
-			}
-			fail(s, p, psprintf("expected ',' or '}' after object member, found %s",
-								describe(p, end)));
+/* a row's value for a column that is not json cannot be an object or array */
+static bool
+check_nested(SpDecoder *d, const uint8 *kinds, const char *image, char **error)
+{
+	int			i;
+
+	for (i = 0; i < d->ncols; i++)
+	{
+		SpColumn   *c = &d->cols[i];
+
+		if (kinds[i] >= VK_OBJECT && !c->is_json)
+		{
+			*error = psprintf("%s%scolumn \"%s\" of type %s cannot take a JSON %s",
+							  image ? image : "", image ? ": " : "",
+							  c->name, c->typname,
+							  kinds[i] == VK_OBJECT ? "object" : "array");
 			return false;
 		}
 	}
-	p = skip_ws(p, end);
-	if (p < end)
-	{
-		fail(s, p, psprintf("unexpected %s after the JSON object", describe(p, end)));
-		return false;
-	}
 	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Debezium change events
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * One level of a change event: the message's object, or the object under
+ * its "payload".  The row images of level l are scanned into
+ * d->img_vals[2 * l] (before) and d->img_vals[2 * l + 1] (after).
+ */
+typedef struct Envelope
+{
+	const char *op;				/* NUL-terminated in the copy; NULL: none */
+	uint8		before;			/* VK_ABSENT, VK_NULL or VK_OBJECT */
+	uint8		after;
+	uint8		payload;		/* level 0 only, likewise */
+} Envelope;
+
+/* the envelope is sound JSON so far, but not a change event */
+static const char *
+malformed(Scan *s, const char *msg)
+{
+	s->errmsg = msg;
+	s->syntax = false;
+	return NULL;
+}
+
+#define KEY_IS(key, len, lit) \
+	((len) == sizeof(lit) - 1 && memcmp((key), (lit), sizeof(lit) - 1) == 0)
+
+/*
+ * The object at p (its '{'), level 0 or 1 of a change event: "before",
+ * "after" and "op" are taken, at level 0 also "payload"; other members
+ * ("schema", "source", "ts_ms", "transaction", ...) are only validated.
+ */
+static const char *
+scan_envelope(Scan *s, const char *p, Envelope *envs, int level)
+{
+	SpDecoder  *d = s->d;
+	const char *end = s->end;
+	Envelope   *env = &envs[level];
+
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == '}')
+		return p + 1;
+	for (;;)
+	{
+		char	   *key;
+		char	   *w;
+		bool		unmatchable = false;
+		int			len;
+		bool		is_null;
+
+		if (p >= end || *p != '"')
+			return fail(s, p, psprintf("expected a string to begin an object key, found %s",
+									   describe(p, end)));
+		key = w = COPY_AT(s, p + 1);
+		p = scan_string(s, p + 1, &w, &unmatchable);
+		if (p == NULL)
+			return NULL;
+		len = unmatchable ? -1 : w - key;
+		p = skip_ws(p, end);
+		if (p >= end || *p != ':')
+			return fail(s, p, psprintf("expected ':' after object key, found %s",
+									   describe(p, end)));
+		p = skip_ws(p + 1, end);
+		if (p >= end)
+			return fail(s, p, "unexpected end of input, expected a value");
+
+		if (KEY_IS(key, len, "before") || KEY_IS(key, len, "after"))
+		{
+			bool		after = (key[0] == 'a');
+			uint8	   *kind = after ? &env->after : &env->before;
+
+			if (*p == '{')
+			{
+				s->vals = d->img_vals[2 * level + after];
+				s->kinds = d->img_kinds[2 * level + after];
+				p = scan_row_object(s, p);
+				*kind = VK_OBJECT;
+			}
+			else if (*p == 'n' && (p = scan_bare(s, p, &is_null)) != NULL && is_null)
+				*kind = VK_NULL;
+			else if (p != NULL)
+				return malformed(s, psprintf("\"%s\" must be a JSON object or null, found %s",
+											 after ? "after" : "before", describe(p, end)));
+		}
+		else if (KEY_IS(key, len, "op"))
+		{
+			if (*p != '"')
+				return malformed(s, psprintf("\"op\" must be a string, found %s", describe(p, end)));
+			w = COPY_AT(s, p + 1);
+			env->op = w;
+			p = scan_string(s, p + 1, &w, NULL);
+			if (p != NULL)
+				*w = '\0';
+		}
+		else if (level == 0 && KEY_IS(key, len, "payload"))
+		{
+			if (*p == '{')
+			{
+				p = scan_envelope(s, p, envs, 1);
+				env->payload = VK_OBJECT;
+			}
+			else if (*p == 'n' && (p = scan_bare(s, p, &is_null)) != NULL && is_null)
+				env->payload = VK_NULL;
+			else if (p != NULL)
+				return malformed(s, psprintf("\"payload\" must be a JSON object or null, found %s",
+											 describe(p, end)));
+		}
+		else
+			p = skip_value(s, p);
+		if (p == NULL)
+			return NULL;
+
+		p = skip_ws(p, end);
+		if (p < end && *p == ',')
+		{
+			p = skip_ws(p + 1, end);
+			if (p < end && *p == '}')
+				return fail(s, p, "trailing comma");
+			continue;
+		}
+		if (p < end && *p == '}')
+			return p + 1;
+		return fail(s, p, psprintf("expected ',' or '}' after object member, found %s",
+								   describe(p, end)));
+	}
+}
+
+/*
+ * A change event: the row images it stands for, as indexes into
+ * d->img_vals, and their weights.  Returns how many (0 for the null
+ * "payload" of a tombstone written with its schema), or -1 with s's error
+ * set.
+ */
+static int
+decode_debezium(SpDecoder *d, Scan *s, int *imgs, int *weights, char **error)
+{
+	Envelope	envs[2] = {{0}};
+	Envelope   *env = &envs[0];
+	int			level = 0;
+	const char *p = skip_ws(s->start, s->end);
+	const char *op;
+	bool		need_before;
+	bool		need_after;
+	int			n = 0;
+
+	if (!expect_object(s, p))
+		return -1;
+	p = scan_envelope(s, p, envs, 0);
+	if (p == NULL || !expect_end(s, p))
+		return -1;
+
+	/* bare, or under "payload" */
+	if (env->op == NULL && env->payload == VK_OBJECT)
+	{
+		env = &envs[1];
+		level = 1;
+	}
+	else if (env->op == NULL && env->payload == VK_NULL)
+		return 0;
+	op = env->op;
+	if (op == NULL)
+	{
+		malformed(s, "not a Debezium change event: no \"op\" member (nor a \"payload\" object with one)");
+		return -1;
+	}
+	if (strcmp(op, "c") == 0 || strcmp(op, "r") == 0)
+		need_before = false, need_after = true;
+	else if (strcmp(op, "d") == 0)
+		need_before = true, need_after = false;
+	else if (strcmp(op, "u") == 0)
+		need_before = need_after = true;
+	else
+	{
+		malformed(s, strcmp(op, "t") == 0 ?
+				  "Debezium truncate event (op \"t\") cannot be applied: it does not carry the rows it removed" :
+				  psprintf("unknown Debezium op \"%.32s\" (expected \"c\", \"r\", \"u\" or \"d\")", op));
+		return -1;
+	}
+	if (need_after && env->after != VK_OBJECT)
+	{
+		malformed(s, psprintf("Debezium \"%s\" event has %s \"after\" row: the row to insert is missing",
+							  op, env->after == VK_NULL ? "a null" : "no"));
+		return -1;
+	}
+	if (need_before && env->before != VK_OBJECT)
+	{
+		malformed(s, psprintf("Debezium \"%s\" event has %s \"before\" row: the data needed to retract the old row is missing "
+							  "(the source table needs REPLICA IDENTITY FULL)",
+							  op, env->before == VK_NULL ? "a null" : "no"));
+		return -1;
+	}
+
+	/* retraction first: an update takes the old row out, then puts the new one in */
+	if (need_before)
+	{
+		if (!check_nested(d, d->img_kinds[2 * level], "\"before\"", error))
+			return -1;
+		imgs[n] = 2 * level;
+		weights[n++] = -1;
+	}
+	if (need_after)
+	{
+		if (!check_nested(d, d->img_kinds[2 * level + 1], "\"after\"", error))
+			return -1;
+		imgs[n] = 2 * level + 1;
+		weights[n++] = 1;
+	}
+	return n;
 }
 
 /* ------------------------------------------------------------------------
@@ -899,11 +1181,13 @@ sp_decoder_create(const char *format, TupleDesc desc, MemoryContext cxt)
 		fmt = SP_FORMAT_CSV;
 	else if (strcmp(format, "text") == 0)
 		fmt = SP_FORMAT_TEXT;
+	else if (strcmp(format, "debezium") == 0)
+		fmt = SP_FORMAT_DEBEZIUM;
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown message format \"%s\"", format),
-				 errhint("The formats are \"json\", \"csv\" and \"text\".")));
+				 errhint("The formats are \"json\", \"csv\", \"text\" and \"debezium\".")));
 
 	for (i = 0; i < desc->natts; i++)
 		if (!TupleDescAttr(desc, i)->attisdropped)
@@ -953,6 +1237,10 @@ sp_decoder_create(const char *format, TupleDesc desc, MemoryContext cxt)
 		getTypeInputInfo(att->atttypid, &func, &c->typioparam);
 		fmgr_info_cxt(func, &c->input, cxt);
 		c->strict = c->input.fn_strict;
+		c->temporal = base == TIMESTAMPOID ? TEMPORAL_TIMESTAMP :
+			base == TIMESTAMPTZOID ? TEMPORAL_TIMESTAMPTZ :
+			base == DATEOID ? TEMPORAL_DATE : TEMPORAL_NONE;
+		c->plain = (base == att->atttypid && att->atttypmod < 0);
 
 		for (slot = c->hash & d->slotmask; d->slots[slot] != 0;
 			 slot = (slot + 1) & d->slotmask)
@@ -966,6 +1254,14 @@ sp_decoder_create(const char *format, TupleDesc desc, MemoryContext cxt)
 		d->next_key[i] = i < ncols ? i : -1;
 	d->vals = palloc0(sizeof(char *) * Max(ncols, 1));
 	d->kinds = palloc0(Max(ncols, 1));
+	if (fmt == SP_FORMAT_DEBEZIUM)
+	{
+		for (i = 0; i < 4; i++)
+		{
+			d->img_vals[i] = palloc0(sizeof(char *) * Max(ncols, 1));
+			d->img_kinds[i] = palloc0(Max(ncols, 1));
+		}
+	}
 	d->bufsize = 1024;
 	d->buf = palloc(d->bufsize);
 	d->stacksize = 64;
@@ -1004,13 +1300,10 @@ check_payload(SpDecoder *d, const char *data, size_t len, char **error)
 	return false;
 }
 
-bool
-sp_decode(SpDecoder *d, const char *data, size_t len, Datum *values,
-		  bool *nulls, char **error)
+/* check the payload and copy it for scanning; false with *error if it is unfit */
+static bool
+begin_scan(SpDecoder *d, const char *data, size_t len, Scan *s, char **error)
 {
-	Scan		s;
-	int			i;
-
 	d->column = NULL;
 	*error = NULL;
 	if (!check_payload(d, data, len, error))
@@ -1028,36 +1321,144 @@ sp_decode(SpDecoder *d, const char *data, size_t len, Datum *values,
 	}
 	memcpy(d->buf, data, len);
 	d->buf[len] = '\0';
-	s.d = d;
-	s.start = data;
-	s.end = data + len;
-	s.copy = d->buf;
-	s.errpos = NULL;
-	s.errmsg = NULL;
-	s.syntax = false;
+	s->d = d;
+	s->start = data;
+	s->end = data + len;
+	s->copy = d->buf;
+	s->vals = d->vals;
+	s->kinds = d->kinds;
+	s->errpos = NULL;
+	s->errmsg = NULL;
+	s->syntax = false;
+	return true;
+}
+
+static char *
+scan_error(Scan *s)
+{
+	return s->syntax ?
+		psprintf("invalid JSON at byte %d: %s", (int) (s->errpos - s->start), s->errmsg) :
+		pstrdup(s->errmsg);
+}
+
+/* days between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch) */
+#define UNIX_TO_PG_DAYS		(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)
+
+/* a date number of at least this magnitude is milliseconds, not days */
+#define DATE_MS_THRESHOLD	INT64CONST(100000000)
+#define MSECS_PER_DAY		(SECS_PER_DAY * INT64CONST(1000))
+
+/*
+ * A JSON number for a timestamp, timestamptz or date column, as Debezium
+ * (and Kafka Connect) encode those: milliseconds since 1970-01-01 00:00
+ * UTC for timestamps (for a timestamp without time zone, the UTC wall
+ * clock); for a date days since 1970-01-01, or milliseconds when its
+ * magnitude is 10^8 or more (no date of days that large exists).  A
+ * domain, or a column with a precision, gets the value through its input
+ * function as text, so that it is checked and rounded as usual.
+ */
+static Datum
+epoch_value(SpColumn *c, const char *str)
+{
+	char	   *endp;
+	int64		n;
+	Datum		v;
+	char	   *text;
+
+	errno = 0;
+	n = strtoi64(str, &endp, 10);
+	if (errno != 0 || *endp != '\0' || endp == str)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
+				 errmsg("invalid number %s for type %s", str, c->typname),
+				 errdetail("A number for a %s column is an integer: %s since 1970-01-01.",
+						   c->typname, c->temporal == TEMPORAL_DATE ? "days (or milliseconds)" : "milliseconds")));
+	if (c->temporal == TEMPORAL_DATE)
+	{
+		int64		days = n;
+
+		if (n <= -DATE_MS_THRESHOLD || n >= DATE_MS_THRESHOLD)
+			days = n / MSECS_PER_DAY - (n % MSECS_PER_DAY < 0 ? 1 : 0);
+		days -= UNIX_TO_PG_DAYS;
+		if (!IS_VALID_DATE(days))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("date out of range: %s since 1970-01-01", str)));
+		v = DateADTGetDatum((DateADT) days);
+		if (c->plain)
+			return v;
+		text = DatumGetCString(DirectFunctionCall1(date_out, v));
+	}
+	else
+	{
+		int64		us;
+		Timestamp	ts;
+
+		if (pg_mul_s64_overflow(n, 1000, &us) ||
+			pg_sub_s64_overflow(us, UNIX_TO_PG_DAYS * USECS_PER_DAY, &ts) ||
+			!IS_VALID_TIMESTAMP(ts))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range: %s milliseconds since 1970-01-01", str)));
+		v = TimestampGetDatum(ts);
+		if (c->plain)
+			return v;
+		text = DatumGetCString(DirectFunctionCall1(c->temporal == TEMPORAL_TIMESTAMP ?
+												   timestamp_out : timestamptz_out, v));
+	}
+	return InputFunctionCall(&c->input, text, c->typioparam, c->typmod);
+}
+
+/* a well-formed row's values: each column's input function, in column order */
+static void
+convert_row(SpDecoder *d, char **vals, const uint8 *kinds, Datum *values, bool *nulls)
+{
+	int			i;
+
+	for (i = 0; i < d->natts; i++)
+	{
+		values[i] = (Datum) 0;
+		nulls[i] = true;
+	}
+	for (i = 0; i < d->ncols; i++)
+	{
+		SpColumn   *c = &d->cols[i];
+		char	   *str = kinds[i] >= VK_TEXT ? vals[i] : NULL;
+
+		if (str == NULL && c->strict)
+			continue;
+		d->column = c->name;
+		if (kinds[i] == VK_NUMBER && c->temporal != TEMPORAL_NONE &&
+			d->format == SP_FORMAT_DEBEZIUM)
+			values[c->attno] = epoch_value(c, str);
+		else
+			values[c->attno] = InputFunctionCall(&c->input, str, c->typioparam, c->typmod);
+		nulls[c->attno] = (str == NULL);
+	}
+	d->column = NULL;
+}
+
+bool
+sp_decode(SpDecoder *d, const char *data, size_t len, Datum *values,
+		  bool *nulls, char **error)
+{
+	Scan		s;
+
+	if (d->format == SP_FORMAT_DEBEZIUM)
+		elog(ERROR, "format \"debezium\" decodes with sp_decode_changes");
+	if (!begin_scan(d, data, len, &s, error))
+		return false;
 
 	switch (d->format)
 	{
 		case SP_FORMAT_JSON:
 			if (!decode_json(d, &s))
 			{
-				*error = s.syntax ?
-					psprintf("invalid JSON at byte %d: %s", (int) (s.errpos - s.start), s.errmsg) :
-					pstrdup(s.errmsg);
+				*error = scan_error(&s);
 				return false;
 			}
-			for (i = 0; i < d->ncols; i++)
-			{
-				SpColumn   *c = &d->cols[i];
-
-				if (d->kinds[i] >= VK_OBJECT && !c->is_json)
-				{
-					*error = psprintf("column \"%s\" of type %s cannot take a JSON %s",
-									  c->name, c->typname,
-									  d->kinds[i] == VK_OBJECT ? "object" : "array");
-					return false;
-				}
-			}
+			if (!check_nested(d, d->kinds, NULL, error))
+				return false;
 			break;
 		case SP_FORMAT_CSV:
 			if (!decode_csv(d, &s, error))
@@ -1067,27 +1468,43 @@ sp_decode(SpDecoder *d, const char *data, size_t len, Datum *values,
 			d->vals[0] = d->buf;
 			d->kinds[0] = VK_TEXT;
 			break;
+		case SP_FORMAT_DEBEZIUM:
+			pg_unreachable();
 	}
 
 	/* the message is well formed: convert */
-	for (i = 0; i < d->natts; i++)
-	{
-		values[i] = (Datum) 0;
-		nulls[i] = true;
-	}
-	for (i = 0; i < d->ncols; i++)
-	{
-		SpColumn   *c = &d->cols[i];
-		char	   *str = d->kinds[i] >= VK_TEXT ? d->vals[i] : NULL;
-
-		if (str == NULL && c->strict)
-			continue;
-		d->column = c->name;
-		values[c->attno] = InputFunctionCall(&c->input, str, c->typioparam, c->typmod);
-		nulls[c->attno] = (str == NULL);
-	}
-	d->column = NULL;
+	convert_row(d, d->vals, d->kinds, values, nulls);
 	return true;
+}
+
+int
+sp_decode_changes(SpDecoder *d, const char *data, size_t len, Datum **values,
+				  bool **nulls, int *weights, char **error)
+{
+	Scan		s;
+	int			imgs[2];
+	int			n;
+	int			i;
+
+	if (d->format != SP_FORMAT_DEBEZIUM)
+	{
+		if (!sp_decode(d, data, len, values[0], nulls[0], error))
+			return -1;
+		weights[0] = 1;
+		return 1;
+	}
+	if (!begin_scan(d, data, len, &s, error))
+		return -1;
+	n = decode_debezium(d, &s, imgs, weights, error);
+	if (n < 0)
+	{
+		if (*error == NULL)
+			*error = scan_error(&s);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		convert_row(d, d->img_vals[imgs[i]], d->img_kinds[imgs[i]], values[i], nulls[i]);
+	return n;
 }
 
 const char *

@@ -1,9 +1,11 @@
 /*
- * decode.h — message formats: one message payload → one row of a stream.
+ * decode.h — message formats: one message payload → the rows of a stream
+ * it stands for.
  *
  * Formats: "json" (an object, keys matched to column names), "csv" (one
- * RFC 4180 record, fields in column order) and "text" (the whole payload is
- * the value of the stream's only column).  See decode.c.
+ * RFC 4180 record, fields in column order), "text" (the whole payload is
+ * the value of the stream's only column) and "debezium" (a change event:
+ * up to two rows, weighing +1 or -1).  See decode.c.
  */
 #ifndef SP_DECODE_H
 #define SP_DECODE_H
@@ -14,7 +16,7 @@
 typedef struct SpDecoder SpDecoder;
 
 /*
- * format is "json", "csv" or "text"; anything else, or a stream the format
+ * format is "json", "csv", "text" or "debezium"; anything else, or a stream the format
  * cannot fill, is an ERROR.  desc is the stream's TupleDesc (the decoder
  * keeps a copy of what it needs); everything is allocated in cxt.
  */
@@ -39,10 +41,28 @@ extern SpDecoder *sp_decoder_create(const char *format, TupleDesc desc,
 extern bool sp_decode(SpDecoder *d, const char *data, size_t len,
 					  Datum *values, bool *nulls, char **error);
 
+/*
+ * Decode one message of any format into the weighted rows it stands for:
+ * values[i]/nulls[i] (i < 2, each desc->natts entries) and weights[i] (+1:
+ * insert, -1: retract).  Returns how many rows, or -1 for malformed input
+ * with *error set as for sp_decode.
+ *
+ * json, csv and text give one row of weight +1.  debezium gives, for op
+ * "c" or "r" the "after" row (+1), for "d" the "before" row (-1), for "u"
+ * the "before" row (-1) then the "after" row (+1); and 0 rows for the null
+ * "payload" of a tombstone serialized with its schema.  A change without
+ * the rows it needs, an unknown op or a message that is not a change event
+ * is malformed.  Errors of input functions propagate as for sp_decode: the
+ * message's rows are then all lost together, never one without the other.
+ */
+extern int	sp_decode_changes(SpDecoder *d, const char *data, size_t len,
+							  Datum **values, bool **nulls, int *weights,
+							  char **error);
+
 /* the column whose input function was running when an ERROR escaped sp_decode, or NULL */
 extern const char *sp_decoder_column(SpDecoder *d);
 
-/* "json", "csv" or "text" */
+/* "json", "csv", "text" or "debezium" */
 extern const char *sp_decoder_format(SpDecoder *d);
 
 #endif

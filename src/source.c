@@ -25,6 +25,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -32,6 +33,7 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "apply.h"
 #include "catalog.h"
 #include "decode.h"
 #include "source.h"
@@ -256,11 +258,6 @@ sp_create_kafka_source(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid Kafka topic name \"%s\"", topic)));
-	if (strcmp(format, "debezium") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("format \"debezium\" is not supported by this version of streamproc"),
-				 errhint("Use json, csv or text.")));
 	if (strcmp(start, "earliest") != 0 && strcmp(start, "latest") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -285,6 +282,15 @@ sp_create_kafka_source(PG_FUNCTION_ARGS)
 	rel = table_open(stream, AccessShareLock);
 	(void) sp_decoder_create(format, RelationGetDescr(rel), CurrentMemoryContext);
 	table_close(rel, AccessShareLock);
+	/*
+	 * Debezium's deletes and updates take rows back: every view must cope.
+	 * The lock create_view takes keeps views from appearing meanwhile.
+	 */
+	if (strcmp(format, "debezium") == 0)
+	{
+		LockRelationOid(stream, ShareRowExclusiveLock);
+		sp_check_stream_retractable(stream);
+	}
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = ObjectIdGetDatum(stream);
@@ -449,6 +455,30 @@ sp_catalog_stream_sources(Oid stream)
 	SPI_finish();
 	sp_catalog_leave(&su);
 	return names;
+}
+
+/*
+ * Does a source that retracts rows (debezium, PostgreSQL logical
+ * replication) feed the stream?  Its views must then be able to take rows
+ * back (create_view checks).
+ */
+bool
+sp_stream_has_retracting_source(Oid stream)
+{
+	SpSavedUser su;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(stream)};
+	bool		found;
+
+	sp_catalog_enter(&su);
+	SPI_connect();
+	spi_run("SELECT 1 FROM streamproc.source_defs"
+			" WHERE stream = $1 AND (kind = 'pg' OR format = 'debezium')",
+			1, types, values, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	SPI_finish();
+	sp_catalog_leave(&su);
+	return found;
 }
 
 PG_FUNCTION_INFO_V1(sp_mask_options);

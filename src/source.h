@@ -10,5 +10,6 @@
 extern bool sp_option_is_secret(const char *key);
 extern char *sp_jsonb_scalar_text(JsonbValue *v);
 extern List *sp_catalog_stream_sources(Oid stream);
+extern bool sp_stream_has_retracting_source(Oid stream);
 
 #endif

@@ -6,7 +6,7 @@
  * Worker i of N owns the partitions p with p % N = i.  Each batch:
  *
  *   librdkafka queue ──► up to batch_size messages (or batch_timeout)
- *     ──► decode (decode.c) ─┬─ rows ──► sp_apply_batch (apply.c)
+ *     ──► decode (decode.c) ─┬─ weighted rows ──► sp_apply_batch (apply.c)
  *                            └─ bad message ──► streamproc.dead_letters
  *     ──► next offset of every partition in the batch ──► source_offsets
  *     ──► COMMIT  (views, watermark, late rows, dead letters, offsets)
@@ -22,6 +22,9 @@
  * event time, too large), or a row a view cannot take (a data error such as
  * division by zero in the view's expressions, found by bisecting the batch
  * in subtransactions), becomes a dead letter in the batch's transaction.
+ * A message is the unit: the two rows of a Debezium update (the old row
+ * retracted, the new one inserted) are applied or set aside together.
+ * Debezium's tombstones (a null value after a delete) are skipped.
  * Errors that are not about the data (a missing table, a lock timeout, a
  * lost broker) roll the batch back and are retried.
  *
@@ -99,6 +102,7 @@ typedef struct Source
 	char	   *brokers;
 	char	   *topic;
 	char	   *format;
+	bool		changes;		/* debezium: rows weigh +1 or -1, tombstones skipped */
 	bool		start_latest;
 	int			parallelism;
 	int			batch_size;
@@ -277,6 +281,7 @@ load_source(int32 id, int32 index)
 		src->brokers = SPI_getvalue(tup, desc, 3);
 		src->topic = SPI_getvalue(tup, desc, 4);
 		src->format = SPI_getvalue(tup, desc, 5);
+		src->changes = strcmp(src->format, "debezium") == 0;
 		start = SPI_getvalue(tup, desc, 6);
 		src->start_latest = strcmp(start, "latest") == 0;
 		src->parallelism = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
@@ -586,21 +591,37 @@ add_dead_letter(List **dead, int msg, const char *error)
 	*dead = lappend(*dead, d);
 }
 
+/* the rows decoded from a batch's messages, in message order */
+typedef struct Rows
+{
+	HeapTuple  *tuples;
+	int8	   *weights;		/* +1 or -1 */
+	int		   *msg;			/* the message each row came from */
+	int			n;
+} Rows;
+
 /*
  * Decode messages [from, nmsgs) into rows, in a subtransaction so that an
  * input function's error only costs its message.  Returns the index of the
  * message that raised an error, or nmsgs when all were done.
  */
 static int
-decode_messages(Source *src, int from, HeapTuple *rows, int *row_msg, int *nrows,
-				List **dead)
+decode_messages(Source *src, int from, Rows *rows, List **dead)
 {
 	MemoryContext batch_cxt = src->batch_cxt;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile int i = from;
 	int			natts = src->desc->natts;
-	Datum	   *values = MemoryContextAlloc(batch_cxt, sizeof(Datum) * natts);
-	bool	   *nulls = MemoryContextAlloc(batch_cxt, sizeof(bool) * natts);
+	Datum	   *values[2];
+	bool	   *nulls[2];
+	int			weights[2];
+	int			r;
+
+	for (r = 0; r < 2; r++)
+	{
+		values[r] = MemoryContextAlloc(batch_cxt, sizeof(Datum) * natts);
+		nulls[r] = MemoryContextAlloc(batch_cxt, sizeof(bool) * natts);
+	}
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(src->row_cxt);
@@ -611,28 +632,35 @@ decode_messages(Source *src, int from, HeapTuple *rows, int *row_msg, int *nrows
 			rd_kafka_message_t *m = src->msgs[i];
 			Partition  *p = find_partition(src, m->partition);
 			char	   *error = NULL;
+			int			n = 0;
+			bool		has_time = false;
+			TimestampTz max_time = 0;
 
 			MemoryContextReset(src->row_cxt);
-			if (m->payload == NULL)
+			if (m->payload == NULL && src->changes)
+				 /* a tombstone: the delete before it did the work */ ;
+			else if (m->payload == NULL)
 				error = "message has no value";
 			else if (m->len > (size_t) sp_max_message_size)
 				error = psprintf("message of %zu bytes is larger than streamproc.max_message_size (%d bytes)",
 								 m->len, sp_max_message_size);
-			else if (!sp_decode(src->decoder, m->payload, m->len, values, nulls, &error))
-				 /* error set */ ;
-			else if (src->event_time_att != InvalidAttrNumber)
+			else
+				n = sp_decode_changes(src->decoder, m->payload, m->len, values, nulls,
+									  weights, &error);
+			/* every row, retracted or not, is event time seen */
+			for (r = 0; r < n && error == NULL && src->event_time_att != InvalidAttrNumber; r++)
 			{
 				int			a = src->event_time_att - 1;
 				const char *col = NameStr(TupleDescAttr(src->desc, a)->attname);
 
-				if (nulls[a])
+				if (nulls[r][a])
 					error = psprintf("event-time column \"%s\" is missing or null", col);
-				else if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(values[a])))
+				else if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(values[r][a])))
 					error = psprintf("event-time column \"%s\" must be finite", col);
-				else if (!p->has_event_time || DatumGetTimestampTz(values[a]) > p->max_event_time)
+				else if (!has_time || DatumGetTimestampTz(values[r][a]) > max_time)
 				{
-					p->has_event_time = true;
-					p->max_event_time = DatumGetTimestampTz(values[a]);
+					has_time = true;
+					max_time = DatumGetTimestampTz(values[r][a]);
 				}
 			}
 			if (error != NULL)
@@ -643,10 +671,19 @@ decode_messages(Source *src, int from, HeapTuple *rows, int *row_msg, int *nrows
 				MemoryContextSwitchTo(src->row_cxt);
 				continue;
 			}
+			if (has_time && (!p->has_event_time || max_time > p->max_event_time))
+			{
+				p->has_event_time = true;
+				p->max_event_time = max_time;
+			}
 			MemoryContextSwitchTo(batch_cxt);
-			rows[*nrows] = heap_form_tuple(src->desc, values, nulls);
-			row_msg[*nrows] = i;
-			(*nrows)++;
+			for (r = 0; r < n; r++)
+			{
+				rows->tuples[rows->n] = heap_form_tuple(src->desc, values[r], nulls[r]);
+				rows->weights[rows->n] = weights[r];
+				rows->msg[rows->n] = i;
+				rows->n++;
+			}
 			p->rows++;
 			MemoryContextSwitchTo(src->row_cxt);
 		}
@@ -679,22 +716,25 @@ decode_messages(Source *src, int from, HeapTuple *rows, int *row_msg, int *nrows
 }
 
 static void
-apply_rows(Source *src, HeapTuple *rows, int from, int to, bool with_inputs)
+apply_rows(Source *src, Rows *rows, int from, int to, bool with_inputs)
 {
-	SpBatch		batch;
+	SpBatch		batch = {0};
 	SpBatchInput *inputs = palloc(sizeof(SpBatchInput) * Max(src->nparts, 1));
 	int			i;
 
 	batch.stream = src->stream;
-	batch.nrows = to - from;
-	batch.rows = NULL;
-	batch.ninputs = 0;
 	batch.inputs = inputs;
-	if (to > from)
+	for (i = from; i < to; i++)
 	{
-		batch.rows = tuplestore_begin_heap(false, false, Max(work_mem, 64 * 1024));
-		for (i = from; i < to; i++)
-			tuplestore_puttuple(batch.rows, rows[i]);
+		Tuplestorestate **store = rows->weights[i] > 0 ? &batch.rows : &batch.retractions;
+
+		if (*store == NULL)
+			*store = tuplestore_begin_heap(false, false, Max(work_mem, 64 * 1024));
+		tuplestore_puttuple(*store, rows->tuples[i]);
+		if (rows->weights[i] > 0)
+			batch.nrows++;
+		else
+			batch.nretractions++;
 	}
 	if (with_inputs)
 	{
@@ -713,16 +753,19 @@ apply_rows(Source *src, HeapTuple *rows, int from, int to, bool with_inputs)
 	sp_apply_batch(&batch);
 	if (batch.rows)
 		tuplestore_end(batch.rows);
+	if (batch.retractions)
+		tuplestore_end(batch.retractions);
 }
 
 /*
  * Apply rows [from, to) in a subtransaction.  A data error in a view sends
- * the failing rows to the dead letters: halves are tried until the rows
- * at fault are found, one by one.
+ * the failing messages to the dead letters: halves are tried until the
+ * messages at fault are found, one by one.  Halves end at message
+ * boundaries, so that the rows of a message go together.
  */
 static void
-apply_or_bisect(Source *src, HeapTuple *rows, int *row_msg, int from, int to,
-				bool with_inputs, List **dead)
+apply_or_bisect(Source *src, Rows *rows, int from, int to, bool with_inputs,
+				List **dead)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -754,25 +797,32 @@ apply_or_bisect(Source *src, HeapTuple *rows, int *row_msg, int from, int to,
 		return;
 	if (to == from)
 		ReThrowError(edata);	/* not a row's fault */
-	if (to - from == 1)
+	if (rows->msg[from] == rows->msg[to - 1])
 	{
-		Partition  *p = find_partition(src, src->msgs[row_msg[from]]->partition);
+		int			msg = rows->msg[from];
+		Partition  *p = find_partition(src, src->msgs[msg]->partition);
 
-		add_dead_letter(dead, row_msg[from],
+		add_dead_letter(dead, msg,
 						edata->context ? psprintf("%s (%s)", edata->message, edata->context) : edata->message);
 		p->dead++;
 		p->rows--;
 		if (with_inputs)
-			apply_or_bisect(src, rows, row_msg, from, from, true, dead);
+			apply_or_bisect(src, rows, from, from, true, dead);
 		return;
 	}
 	{
 		int			mid = from + (to - from) / 2;
 
-		apply_or_bisect(src, rows, row_msg, from, mid, false, dead);
-		apply_or_bisect(src, rows, row_msg, mid, to, false, dead);
+		/* a message boundary near the middle: there is one, two messages at least */
+		while (mid > from && rows->msg[mid] == rows->msg[mid - 1])
+			mid--;
+		if (mid == from)
+			while (rows->msg[mid] == rows->msg[from])
+				mid++;
+		apply_or_bisect(src, rows, from, mid, false, dead);
+		apply_or_bisect(src, rows, mid, to, false, dead);
 		if (with_inputs)
-			apply_or_bisect(src, rows, row_msg, to, to, true, dead);
+			apply_or_bisect(src, rows, to, to, true, dead);
 	}
 }
 
@@ -888,9 +938,7 @@ write_offsets(Source *src)
 static void
 apply_messages(Source *src)
 {
-	HeapTuple  *rows;
-	int		   *row_msg;
-	int			nrows = 0;
+	Rows		rows;
 	List	   *dead = NIL;
 	int			i;
 	int			from;
@@ -929,16 +977,19 @@ apply_messages(Source *src)
 		p->bytes += m->len;
 	}
 
-	rows = palloc(sizeof(HeapTuple) * src->nmsgs);
-	row_msg = palloc(sizeof(int) * src->nmsgs);
+	/* a message is at most two rows (a Debezium update) */
+	rows.n = 0;
+	rows.tuples = palloc(sizeof(HeapTuple) * src->nmsgs * (src->changes ? 2 : 1));
+	rows.weights = palloc(sizeof(int8) * src->nmsgs * (src->changes ? 2 : 1));
+	rows.msg = palloc(sizeof(int) * src->nmsgs * (src->changes ? 2 : 1));
 	for (from = 0; from < src->nmsgs;)
 	{
-		int			stopped = decode_messages(src, from, rows, row_msg, &nrows, &dead);
+		int			stopped = decode_messages(src, from, &rows, &dead);
 
 		from = stopped < src->nmsgs ? stopped + 1 : stopped;
 	}
 
-	apply_or_bisect(src, rows, row_msg, 0, nrows, true, &dead);
+	apply_or_bisect(src, &rows, 0, rows.n, true, &dead);
 
 	sp_catalog_enter(&su);
 	SPI_connect();

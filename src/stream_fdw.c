@@ -72,7 +72,7 @@ writer_begin(ResultRelInfo *rinfo)
 static void
 writer_flush(StreamWriter *w)
 {
-	SpBatch		batch;
+	SpBatch		batch = {0};
 	SpBatchInput input;
 
 	if (w->nrows == 0)

@@ -35,6 +35,7 @@
 #include "optimizer/optimizer.h"
 #include "optimizer/planner.h"
 #include "parser/analyze.h"
+#include "parser/parse_coerce.h"
 #include "parser/parse_agg.h"
 #include "parser/parse_func.h"
 #include "parser/parser.h"
@@ -853,14 +854,160 @@ plan_batch_query(Query *q, SpViewShape *shape)
 	return stmt;
 }
 
+/* ------------------------------------------------------------------------
+ * Retractions
+ *
+ * A retraction (weight -1: a CDC delete, the old image of an update) is
+ * applied like a batch of its own: the partial plan runs over the retracted
+ * rows with every aggregate swapped for a weighted twin that produces the
+ * same partial state, but of the rows taken away (count -n, sum -x, ...).
+ * The state table's combine functions then add it in as usual.  A twin
+ * keeps the original's transition type, serial form and combine function,
+ * so its states combine with the stored ones; where the original has an
+ * inverse transition (moving-aggregate support), the twin calls it.
+ *
+ *   count(*)             weighted_count(w)                 int8
+ *   count(x)             weighted_count(x, w)              int8
+ *   sum(int2|int4)       weighted_sum(x::int8, w)          int8
+ *   sum|avg(int8)        weighted_int8_state(x, w)         int8_avg_accum[_inv]
+ *   sum|avg(numeric)     weighted_numeric_state(x, w)      numeric_avg_accum, numeric_accum_inv
+ *   avg(int2|int4)       weighted_int4_avg(x::int4, w)     int4_avg_accum[_inv]
+ *
+ * Everything else (min/max, latest/earliest, hll, ...) cannot forget a row
+ * and is refused on a stream that retracts; so are session windows, whose
+ * bounds are a min/max of event time.
+ * ------------------------------------------------------------------------
+ */
+
+typedef struct WeightedTwin
+{
+	Oid			aggfnoid;		/* the original */
+	const char *twin;
+	Oid			argtype;		/* the twin's value argument; InvalidOid: none */
+} WeightedTwin;
+
+static const WeightedTwin weighted_twins[] = {
+	{F_COUNT_, "weighted_count", InvalidOid},
+	{F_COUNT_ANY, "weighted_count", ANYOID},
+	{F_SUM_INT2, "weighted_sum", INT8OID},
+	{F_SUM_INT4, "weighted_sum", INT8OID},
+	{F_SUM_INT8, "weighted_int8_state", INT8OID},
+	{F_AVG_INT8, "weighted_int8_state", INT8OID},
+	{F_SUM_NUMERIC, "weighted_numeric_state", NUMERICOID},
+	{F_AVG_NUMERIC, "weighted_numeric_state", NUMERICOID},
+	{F_AVG_INT2, "weighted_int4_avg", INT4OID},
+	{F_AVG_INT4, "weighted_int4_avg", INT4OID},
+};
+
+static const WeightedTwin *
+weighted_twin(Oid aggfnoid)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(weighted_twins); i++)
+		if (weighted_twins[i].aggfnoid == aggfnoid)
+			return &weighted_twins[i];
+	return NULL;
+}
+
+/*
+ * Can the view take rows back?  If not, *why (when given) says what stands
+ * in the way, for an errdetail.
+ */
+bool
+sp_view_can_retract(SpViewShape *shape, char **why)
+{
+	ListCell   *lc;
+
+	if (shape->window_kind == SP_WINDOW_SESSION)
+	{
+		if (why)
+			*why = pstrdup("Session windows cannot take rows back: a session's bounds are the least and greatest event time of its rows.");
+		return false;
+	}
+	foreach(lc, shape->aggs)
+	{
+		SpAggCol   *col = lfirst(lc);
+
+		if (weighted_twin(col->aggref->aggfnoid) == NULL)
+		{
+			if (why)
+				*why = psprintf("Aggregate %s (column \"%s\") cannot take a row back once it has seen it.",
+								format_procedure(col->aggref->aggfnoid), col->name);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* the weight every row of a retraction batch has */
+static Const *
+retraction_weight(void)
+{
+	return makeConst(INT4OID, -1, InvalidOid, sizeof(int32),
+					 Int32GetDatum(-1), false, true);
+}
+
+/* agg(x) -> its weighted twin(x, -1), same filter */
+static Aggref *
+make_weighted_aggref(Aggref *orig)
+{
+	const WeightedTwin *t = weighted_twin(orig->aggfnoid);
+	Aggref	   *agg;
+	Oid			argtypes[2];
+	int			nargs = 0;
+	List	   *args = NIL;
+	Oid			twin;
+	Oid			actual = InvalidOid;
+
+	if (t == NULL)
+		elog(ERROR, "aggregate %u has no weighted twin", orig->aggfnoid);
+	if (OidIsValid(t->argtype))
+	{
+		Expr	   *x = linitial_node(TargetEntry, orig->args)->expr;
+		Oid			xtype = exprType((Node *) x);
+
+		if (t->argtype != ANYOID && xtype != t->argtype)
+			x = (Expr *) coerce_to_target_type(NULL, (Node *) x, xtype, t->argtype, -1,
+											   COERCION_IMPLICIT, COERCE_IMPLICIT_CAST, -1);
+		argtypes[nargs] = t->argtype;
+		actual = exprType((Node *) x);
+		args = lappend(args, makeTargetEntry(x, nargs + 1, NULL, false));
+		nargs++;
+	}
+	argtypes[nargs] = INT4OID;
+	args = lappend(args, makeTargetEntry((Expr *) retraction_weight(), nargs + 1, NULL, false));
+	nargs++;
+	twin = streamproc_func(t->twin, nargs, argtypes);
+
+	agg = copyObject(orig);
+	agg->aggfnoid = twin;
+	agg->aggtype = get_func_rettype(twin);
+	agg->aggtranstype = InvalidOid;
+	agg->aggargtypes = NIL;
+	if (OidIsValid(actual))
+		agg->aggargtypes = lappend_oid(agg->aggargtypes, actual);
+	agg->aggargtypes = lappend_oid(agg->aggargtypes, INT4OID);
+	agg->aggdirectargs = NIL;
+	agg->args = args;
+	agg->aggstar = false;
+	agg->aggvariadic = false;
+	agg->aggorder = NIL;
+	agg->aggdistinct = NIL;
+	agg->aggsplit = AGGSPLIT_SIMPLE;
+	return agg;
+}
+
 /*
  * The view's query over one batch, producing one row per group in the state
  * table's layout: keys..., partial states..., row count [, for sessions:
  * least and greatest event time].  For event-time windows only the rows
- * whose window is still open ($1 = watermark at arrival) take part.
+ * whose window is still open ($1 = watermark at arrival) take part.  With
+ * retract, the batch holds retracted rows and the states are their
+ * negation (see "Retractions" above).
  */
-PlannedStmt *
-sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
+static PlannedStmt *
+partial_plan(SpViewShape *shape, Oid owner, int batch_rows, bool retract)
 {
 	Index		stream_rti = 0;
 	Query	   *q = batch_query(shape, owner, batch_rows, &stream_rti);
@@ -870,6 +1017,10 @@ sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
 	int			keyno = 0;
 	PlannedStmt *stmt;
 	Agg		   *agg;
+	Aggref	   *rows = make_count_star();
+
+	if (retract && !sp_view_can_retract(shape, NULL))
+		elog(ERROR, "continuous view cannot take rows back");
 
 	/* keys..., states..., count(*) */
 	foreach(lc, shape->keys)
@@ -886,11 +1037,13 @@ sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
 	foreach(lc, shape->aggs)
 	{
 		SpAggCol   *col = lfirst(lc);
+		Aggref	   *a = retract ? make_weighted_aggref(col->aggref) : copyObject(col->aggref);
 
-		tlist = lappend(tlist, makeTargetEntry(copyObject((Expr *) col->aggref),
-											   resno++, pstrdup(col->name), false));
+		tlist = lappend(tlist, makeTargetEntry((Expr *) a, resno++, pstrdup(col->name), false));
 	}
-	tlist = lappend(tlist, makeTargetEntry((Expr *) make_count_star(), resno++,
+	if (retract)
+		rows = make_weighted_aggref(rows);
+	tlist = lappend(tlist, makeTargetEntry((Expr *) rows, resno++,
 										   pstrdup(SP_ROWS_COLUMN), false));
 	if (shape->window_kind == SP_WINDOW_SESSION)
 	{
@@ -921,6 +1074,19 @@ sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
 	agg->aggsplit = AGGSPLIT_INITIAL_SERIAL;
 	fix_partial_aggrefs(agg->plan.targetlist);
 	return stmt;
+}
+
+PlannedStmt *
+sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
+{
+	return partial_plan(shape, owner, batch_rows, false);
+}
+
+/* the partial plan for a batch of retracted rows (sp_view_can_retract) */
+PlannedStmt *
+sp_view_retract_plan(SpViewShape *shape, Oid owner, int batch_rows)
+{
+	return partial_plan(shape, owner, batch_rows, true);
 }
 
 /*

@@ -68,6 +68,8 @@ extern char *sp_view_canonical_sql(RawStmt *raw, const char *source);
 extern SpViewShape *sp_view_shape(const char *canonical_sql, const char *tree);
 extern PlannedStmt *sp_view_partial_plan(SpViewShape *shape, Oid owner,
 										 int batch_rows);
+extern bool sp_view_can_retract(SpViewShape *shape, char **why);
+extern PlannedStmt *sp_view_retract_plan(SpViewShape *shape, Oid owner, int batch_rows);
 extern PlannedStmt *sp_view_late_plan(SpViewShape *shape, Oid owner,
 									  int batch_rows, Oid view_relid);
 extern char *sp_view_read_sql(SpViewShape *shape, Oid state_relid,

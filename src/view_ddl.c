@@ -51,6 +51,7 @@
 #include "utils/syscache.h"
 
 #include "catalog.h"
+#include "source.h"
 #include "view_compile.h"
 #include "view_ddl.h"
 #include "workers.h"
@@ -199,6 +200,18 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 				 errhint("Create the stream with event_time => 'column' and group by streamproc.tumble(column, ...), streamproc.hop(column, ...) or streamproc.session(column, ...) with constant sizes.")));
 	if (retention != NULL)
 		(void) sp_window_usecs(retention, "retention");
+	if (sp_stream_has_retracting_source(shape->stream))
+	{
+		char	   *why;
+
+		if (!sp_view_can_retract(shape, &why))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("stream \"%s\" has a CDC source, and this continuous view cannot take rows back",
+							get_rel_name(shape->stream)),
+					 errdetail_internal("%s", why),
+					 errhint("A CDC source deletes and updates rows.  Views on its stream may use count, sum and avg (of integer or numeric values) and tumbling or hopping windows.")));
+	}
 
 	/* in-flight writes to the stream finish before the view starts counting */
 	LockRelationOid(shape->stream, ShareRowExclusiveLock);
@@ -244,6 +257,8 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 
 	/* plan once now, so that a query that cannot run fails here */
 	(void) sp_view_partial_plan(shape, GetUserId(), 1000);
+	if (sp_view_can_retract(shape, NULL))
+		(void) sp_view_retract_plan(shape, GetUserId(), 1000);
 
 	if (shape->window_key >= 0)
 		winkey = list_nth(shape->keys, shape->window_key);
