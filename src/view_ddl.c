@@ -200,6 +200,9 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 				 errhint("Create the stream with event_time => 'column' and group by streamproc.tumble(column, ...), streamproc.hop(column, ...) or streamproc.session(column, ...) with constant sizes.")));
 	if (retention != NULL)
 		(void) sp_window_usecs(retention, "retention");
+	/* in-flight writes to the stream finish before the view starts counting */
+	LockRelationOid(shape->stream, ShareRowExclusiveLock);
+	/* after the lock: a CDC source being created meanwhile is seen */
 	if (sp_stream_has_retracting_source(shape->stream))
 	{
 		char	   *why;
@@ -212,9 +215,6 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 					 errdetail_internal("%s", why),
 					 errhint("A CDC source deletes and updates rows.  Views on its stream may use count, sum and avg (of integer or numeric values) and tumbling or hopping windows.")));
 	}
-
-	/* in-flight writes to the stream finish before the view starts counting */
-	LockRelationOid(shape->stream, ShareRowExclusiveLock);
 
 	nspid = RangeVarGetAndCheckCreationNamespace(rv, NoLock, NULL);
 	if (isAnyTempNamespace(nspid))
