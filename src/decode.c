@@ -48,12 +48,16 @@
  * A row image the change needs but does not carry makes the message
  * malformed (for "before": the source table lacks REPLICA IDENTITY FULL).
  * A JSON number for a timestamp, timestamptz or date column is Debezium's
- * epoch encoding (see epoch_value()); everything else as in json.
+ * epoch encoding (see epoch_value()), and a string for a field the schema
+ * calls a Decimal is its base64 encoding; everything else as in json.  The
+ * message's schema, when it has one, gives the fields' logical types
+ * (scan_schema()); it is read once per distinct schema text.
  */
 #include "postgres.h"
 
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/base64.h"
 #include "common/int.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
@@ -131,6 +135,16 @@ struct SpDecoder
 	uint8	   *kinds;			/* per column, ValueKind */
 	char	  **img_vals[4];	/* debezium: before/after, of the envelope */
 	uint8	   *img_kinds[4];	/* and of its "payload" (see Envelope) */
+	uint8	   *units;			/* debezium: UNIT_* per column, this message */
+	int32	   *scales;
+	uint8	   *no_units;		/* all UNIT_NONE: a message without schema */
+	uint8	   *schema_units;	/* what the last schema read said */
+	int32	   *schema_scales;
+	uint8	   *pending_units;	/* the struct being read */
+	int32	   *pending_scales;
+	char	   *schema_text;	/* the last schema read, as it was */
+	int			schema_len;		/* 0: none */
+	int			schema_size;
 	char	   *buf;			/* the payload's copy */
 	Size		bufsize;
 	char	   *stack;			/* closers of the nested values being skipped */
@@ -882,110 +896,431 @@ malformed(Scan *s, const char *msg)
 	((len) == sizeof(lit) - 1 && memcmp((key), (lit), sizeof(lit) - 1) == 0)
 
 /*
- * The object at p (its '{'), level 0 or 1 of a change event: "before",
- * "after" and "op" are taken, at level 0 also "payload"; other members
- * ("schema", "source", "ts_ms", "transaction", ...) are only validated.
+ * The next member of the object being read: *pp is at its '{' (first) or
+ * just after the previous member's value.  Returns 1 with the key (in the
+ * copy, unescaped; *keylen -1 if it cannot be text) and *pp at the value,
+ * 0 with *pp after the object, or -1 with s's error set.
  */
+static int
+next_member(Scan *s, const char **pp, bool first, char **key, int *keylen)
+{
+	const char *end = s->end;
+	const char *p = skip_ws(first ? *pp + 1 : *pp, end);
+	char	   *w;
+	bool		unmatchable = false;
+
+	if (p < end && *p == '}')
+	{
+		*pp = p + 1;
+		return 0;
+	}
+	if (!first)
+	{
+		if (p >= end || *p != ',')
+		{
+			fail(s, p, psprintf("expected ',' or '}' after object member, found %s",
+								describe(p, end)));
+			return -1;
+		}
+		p = skip_ws(p + 1, end);
+		if (p < end && *p == '}')
+		{
+			fail(s, p, "trailing comma");
+			return -1;
+		}
+	}
+	if (p >= end || *p != '"')
+	{
+		fail(s, p, psprintf("expected a string to begin an object key, found %s",
+							describe(p, end)));
+		return -1;
+	}
+	*key = w = COPY_AT(s, p + 1);
+	p = scan_string(s, p + 1, &w, &unmatchable);
+	if (p == NULL)
+		return -1;
+	*keylen = unmatchable ? -1 : w - *key;
+	p = skip_ws(p, end);
+	if (p >= end || *p != ':')
+	{
+		fail(s, p, psprintf("expected ':' after object key, found %s", describe(p, end)));
+		return -1;
+	}
+	p = skip_ws(p + 1, end);
+	if (p >= end)
+	{
+		fail(s, p, "unexpected end of input, expected a value");
+		return -1;
+	}
+	*pp = p;
+	return 1;
+}
+
+/* the same for the elements of an array: 1 with *pp at the next element */
+static int
+next_element(Scan *s, const char **pp, bool first)
+{
+	const char *end = s->end;
+	const char *p = skip_ws(first ? *pp + 1 : *pp, end);
+
+	if (p < end && *p == ']')
+	{
+		*pp = p + 1;
+		return 0;
+	}
+	if (!first)
+	{
+		if (p >= end || *p != ',')
+		{
+			fail(s, p, psprintf("expected ',' or ']', found %s", describe(p, end)));
+			return -1;
+		}
+		p = skip_ws(p + 1, end);
+		if (p < end && *p == ']')
+		{
+			fail(s, p, "trailing comma");
+			return -1;
+		}
+	}
+	if (p >= end)
+	{
+		fail(s, p, "unexpected end of input, expected a value");
+		return -1;
+	}
+	*pp = p;
+	return 1;
+}
+
+/* the string at p (its quote), unescaped and NUL-terminated in the copy */
 static const char *
-scan_envelope(Scan *s, const char *p, Envelope *envs, int level)
+scan_text(Scan *s, const char *p, char **text, int *len)
+{
+	char	   *w = COPY_AT(s, p + 1);
+
+	*text = w;
+	p = scan_string(s, p + 1, &w, NULL);
+	if (p != NULL)
+	{
+		*w = '\0';
+		*len = w - *text;
+	}
+	return p;
+}
+
+/*
+ * The message's Kafka Connect schema (JsonConverter, schemas.enable): the
+ * logical types of the row images' fields say how their values are
+ * encoded.  Only these matter here:
+ *
+ *   {"type": "struct", "fields": [
+ *       {"type": "struct", "field": "before" | "after", "fields": [
+ *           {"type": "int64", "field": "ts", "name": "io.debezium.time.MicroTimestamp"},
+ *           {"type": "bytes", "field": "price", "name": "org.apache.kafka.connect.data.Decimal",
+ *            "parameters": {"scale": "2"}}, ...]}, ...]}
+ *
+ * A topic's messages usually all carry the same schema: its text is kept,
+ * and a message whose schema is the same bytes is not read again.
+ */
+#define UNIT_NONE		0		/* no logical type we know: the defaults */
+#define UNIT_MILLIS		1		/* epoch number in milliseconds */
+#define UNIT_MICROS		2
+#define UNIT_NANOS		3
+#define UNIT_DAYS		4
+#define UNIT_DECIMAL	5		/* base64 two's complement, d->scales[col] */
+
+static uint8
+logical_unit(const char *name)
+{
+	if (strcmp(name, "io.debezium.time.Timestamp") == 0 ||
+		strcmp(name, "org.apache.kafka.connect.data.Timestamp") == 0)
+		return UNIT_MILLIS;
+	if (strcmp(name, "io.debezium.time.MicroTimestamp") == 0)
+		return UNIT_MICROS;
+	if (strcmp(name, "io.debezium.time.NanoTimestamp") == 0)
+		return UNIT_NANOS;
+	if (strcmp(name, "io.debezium.time.Date") == 0 ||
+		strcmp(name, "org.apache.kafka.connect.data.Date") == 0)
+		return UNIT_DAYS;
+	if (strcmp(name, "org.apache.kafka.connect.data.Decimal") == 0)
+		return UNIT_DECIMAL;
+	return UNIT_NONE;
+}
+
+/* one field of a row image's struct: its column's unit goes to d->pending */
+static const char *
+scan_schema_column(Scan *s, const char *p)
 {
 	SpDecoder  *d = s->d;
-	const char *end = s->end;
-	Envelope   *env = &envs[level];
+	int			col = -1;
+	uint8		unit = UNIT_NONE;
+	int32		scale = 0;
+	char	   *key;
+	int			len;
+	int			r;
+	bool		first = true;
 
-	p = skip_ws(p + 1, end);
-	if (p < end && *p == '}')
-		return p + 1;
-	for (;;)
+	while ((r = next_member(s, &p, first, &key, &len)) > 0)
 	{
-		char	   *key;
-		char	   *w;
-		bool		unmatchable = false;
-		int			len;
-		bool		is_null;
+		char	   *text;
+		int			tlen;
 
-		if (p >= end || *p != '"')
-			return fail(s, p, psprintf("expected a string to begin an object key, found %s",
-									   describe(p, end)));
-		key = w = COPY_AT(s, p + 1);
-		p = scan_string(s, p + 1, &w, &unmatchable);
-		if (p == NULL)
-			return NULL;
-		len = unmatchable ? -1 : w - key;
-		p = skip_ws(p, end);
-		if (p >= end || *p != ':')
-			return fail(s, p, psprintf("expected ':' after object key, found %s",
-									   describe(p, end)));
-		p = skip_ws(p + 1, end);
-		if (p >= end)
-			return fail(s, p, "unexpected end of input, expected a value");
-
-		if (KEY_IS(key, len, "before") || KEY_IS(key, len, "after"))
+		first = false;
+		if (*p == '"' && KEY_IS(key, len, "field"))
 		{
-			bool		after = (key[0] == 'a');
-			uint8	   *kind = after ? &env->after : &env->before;
-
-			if (*p == '{')
-			{
-				s->vals = d->img_vals[2 * level + after];
-				s->kinds = d->img_kinds[2 * level + after];
-				p = scan_row_object(s, p);
-				*kind = VK_OBJECT;
-			}
-			else if (*p == 'n' && (p = scan_bare(s, p, &is_null)) != NULL && is_null)
-				*kind = VK_NULL;
-			else if (p != NULL)
-				return malformed(s, psprintf("\"%s\" must be a JSON object or null, found %s",
-											 after ? "after" : "before", describe(p, end)));
-		}
-		else if (KEY_IS(key, len, "op"))
-		{
-			if (*p != '"')
-				return malformed(s, psprintf("\"op\" must be a string, found %s", describe(p, end)));
-			w = COPY_AT(s, p + 1);
-			env->op = w;
-			p = scan_string(s, p + 1, &w, NULL);
+			p = scan_text(s, p, &text, &tlen);
 			if (p != NULL)
-				*w = '\0';
+				col = lookup_key(d, text, tlen);
 		}
-		else if (level == 0 && KEY_IS(key, len, "payload"))
+		else if (*p == '"' && KEY_IS(key, len, "name"))
 		{
-			if (*p == '{')
+			p = scan_text(s, p, &text, &tlen);
+			if (p != NULL)
+				unit = logical_unit(text);
+		}
+		else if (*p == '{' && KEY_IS(key, len, "parameters"))
+		{
+			bool		pfirst = true;
+
+			while ((r = next_member(s, &p, pfirst, &key, &len)) > 0)
 			{
-				p = scan_envelope(s, p, envs, 1);
-				env->payload = VK_OBJECT;
+				pfirst = false;
+				if (*p == '"' && KEY_IS(key, len, "scale"))
+				{
+					p = scan_text(s, p, &text, &tlen);
+					if (p != NULL)
+						scale = atoi(text);
+				}
+				else if (KEY_IS(key, len, "scale"))
+				{
+					const char *q = skip_value(s, p);
+
+					if (q != NULL)
+						scale = atoi(COPY_AT(s, p));	/* a number: atoi stops at its end */
+					p = q;
+				}
+				else
+					p = skip_value(s, p);
+				if (p == NULL)
+					return NULL;
 			}
-			else if (*p == 'n' && (p = scan_bare(s, p, &is_null)) != NULL && is_null)
-				env->payload = VK_NULL;
-			else if (p != NULL)
-				return malformed(s, psprintf("\"payload\" must be a JSON object or null, found %s",
-											 describe(p, end)));
+			if (r < 0)
+				return NULL;
 		}
 		else
 			p = skip_value(s, p);
 		if (p == NULL)
 			return NULL;
-
-		p = skip_ws(p, end);
-		if (p < end && *p == ',')
-		{
-			p = skip_ws(p + 1, end);
-			if (p < end && *p == '}')
-				return fail(s, p, "trailing comma");
-			continue;
-		}
-		if (p < end && *p == '}')
-			return p + 1;
-		return fail(s, p, psprintf("expected ',' or '}' after object member, found %s",
-								   describe(p, end)));
 	}
+	if (r < 0)
+		return NULL;
+	if (col >= 0)
+	{
+		d->pending_units[col] = unit;
+		d->pending_scales[col] = Max(scale, 0);
+	}
+	return p;
+}
+
+/* a field of the envelope's struct: "before" and "after" give the units */
+static const char *
+scan_schema_field(Scan *s, const char *p)
+{
+	SpDecoder  *d = s->d;
+	bool		image = false;
+	bool		fields = false;
+	char	   *key;
+	int			len;
+	int			r;
+	bool		first = true;
+
+	while ((r = next_member(s, &p, first, &key, &len)) > 0)
+	{
+		first = false;
+		if (*p == '"' && KEY_IS(key, len, "field"))
+		{
+			char	   *text;
+			int			tlen;
+
+			p = scan_text(s, p, &text, &tlen);
+			image = (p != NULL && (strcmp(text, "before") == 0 || strcmp(text, "after") == 0));
+		}
+		else if (*p == '[' && KEY_IS(key, len, "fields"))
+		{
+			bool		efirst = true;
+
+			memset(d->pending_units, UNIT_NONE, d->ncols);
+			fields = true;
+			while ((r = next_element(s, &p, efirst)) > 0)
+			{
+				efirst = false;
+				p = *p == '{' ? scan_schema_column(s, p) : skip_value(s, p);
+				if (p == NULL)
+					return NULL;
+			}
+			if (r < 0)
+				return NULL;
+		}
+		else
+			p = skip_value(s, p);
+		if (p == NULL)
+			return NULL;
+	}
+	if (r < 0)
+		return NULL;
+	if (image && fields)
+	{
+		memcpy(d->schema_units, d->pending_units, d->ncols);
+		memcpy(d->schema_scales, d->pending_scales, sizeof(int32) * d->ncols);
+	}
+	return p;
+}
+
+/* the "schema" member at p: sets d->units for this message */
+static const char *
+scan_schema(Scan *s, const char *p)
+{
+	SpDecoder  *d = s->d;
+	const char *start = p;
+	char	   *key;
+	int			len;
+	int			r;
+	bool		first = true;
+
+	if (*p != '{')
+		return skip_value(s, p);
+	if (d->schema_len > 0 && s->end - p >= d->schema_len &&
+		memcmp(p, d->schema_text, d->schema_len) == 0)
+	{
+		d->units = d->schema_units;
+		return p + d->schema_len;
+	}
+	d->schema_len = 0;
+	memset(d->schema_units, UNIT_NONE, d->ncols);
+	while ((r = next_member(s, &p, first, &key, &len)) > 0)
+	{
+		first = false;
+		if (*p == '[' && KEY_IS(key, len, "fields"))
+		{
+			bool		efirst = true;
+
+			while ((r = next_element(s, &p, efirst)) > 0)
+			{
+				efirst = false;
+				p = *p == '{' ? scan_schema_field(s, p) : skip_value(s, p);
+				if (p == NULL)
+					return NULL;
+			}
+			if (r < 0)
+				return NULL;
+		}
+		else
+			p = skip_value(s, p);
+		if (p == NULL)
+			return NULL;
+	}
+	if (r < 0)
+		return NULL;
+
+	/* remember it for the next message */
+	if (p - start > d->schema_size)
+	{
+		if (d->schema_text)
+			pfree(d->schema_text);
+		d->schema_size = Max(p - start, 2 * d->schema_size);
+		d->schema_text = MemoryContextAlloc(d->cxt, d->schema_size);
+	}
+	memcpy(d->schema_text, start, p - start);
+	d->schema_len = p - start;
+	d->units = d->schema_units;
+	return p;
+}
+
+/* "before" or "after" at p: a row into image img, or null */
+static const char *
+scan_image(Scan *s, const char *p, int img, uint8 *kind, const char *name)
+{
+	bool		is_null;
+
+	if (*p == '{')
+	{
+		s->vals = s->d->img_vals[img];
+		s->kinds = s->d->img_kinds[img];
+		*kind = VK_OBJECT;
+		return scan_row_object(s, p);
+	}
+	if (*p == 'n')
+	{
+		p = scan_bare(s, p, &is_null);
+		*kind = VK_NULL;
+		return p;
+	}
+	return malformed(s, psprintf("\"%s\" must be a JSON object or null, found %s",
+								 name, describe(p, s->end)));
+}
+
+/*
+ * The object at p (its '{'), level 0 or 1 of a change event: "before",
+ * "after" and "op" are taken, at level 0 also "payload" and "schema";
+ * other members ("source", "ts_ms", "transaction", ...) are only validated.
+ */
+static const char *
+scan_envelope(Scan *s, const char *p, Envelope *envs, int level)
+{
+	Envelope   *env = &envs[level];
+	char	   *key;
+	int			len;
+	int			r;
+	bool		first = true;
+	bool		is_null;
+
+	while ((r = next_member(s, &p, first, &key, &len)) > 0)
+	{
+		first = false;
+		if (KEY_IS(key, len, "before"))
+			p = scan_image(s, p, 2 * level, &env->before, "before");
+		else if (KEY_IS(key, len, "after"))
+			p = scan_image(s, p, 2 * level + 1, &env->after, "after");
+		else if (KEY_IS(key, len, "op"))
+		{
+			char	   *text;
+			int			tlen;
+
+			if (*p != '"')
+				return malformed(s, psprintf("\"op\" must be a string, found %s", describe(p, s->end)));
+			p = scan_text(s, p, &text, &tlen);
+			env->op = text;
+		}
+		else if (level == 0 && KEY_IS(key, len, "payload"))
+		{
+			if (*p == '{')
+			{
+				env->payload = VK_OBJECT;
+				p = scan_envelope(s, p, envs, 1);
+			}
+			else if (*p == 'n')
+			{
+				env->payload = VK_NULL;
+				p = scan_bare(s, p, &is_null);
+			}
+			else
+				return malformed(s, psprintf("\"payload\" must be a JSON object or null, found %s",
+											 describe(p, s->end)));
+		}
+		else if (level == 0 && KEY_IS(key, len, "schema"))
+			p = scan_schema(s, p);
+		else
+			p = skip_value(s, p);
+		if (p == NULL)
+			return NULL;
+	}
+	return r < 0 ? NULL : p;
 }
 
 /*
  * A change event: the row images it stands for, as indexes into
  * d->img_vals, and their weights.  Returns how many (0 for the null
  * "payload" of a tombstone written with its schema), or -1 with s's error
- * set.
+ * or *error set.
  */
 static int
 decode_debezium(SpDecoder *d, Scan *s, int *imgs, int *weights, char **error)
@@ -999,6 +1334,7 @@ decode_debezium(SpDecoder *d, Scan *s, int *imgs, int *weights, char **error)
 	bool		need_after;
 	int			n = 0;
 
+	d->units = d->no_units;
 	if (!expect_object(s, p))
 		return -1;
 	p = scan_envelope(s, p, envs, 0);
@@ -1019,13 +1355,9 @@ decode_debezium(SpDecoder *d, Scan *s, int *imgs, int *weights, char **error)
 		malformed(s, "not a Debezium change event: no \"op\" member (nor a \"payload\" object with one)");
 		return -1;
 	}
-	if (strcmp(op, "c") == 0 || strcmp(op, "r") == 0)
-		need_before = false, need_after = true;
-	else if (strcmp(op, "d") == 0)
-		need_before = true, need_after = false;
-	else if (strcmp(op, "u") == 0)
-		need_before = need_after = true;
-	else
+	need_before = (strcmp(op, "u") == 0 || strcmp(op, "d") == 0);
+	need_after = (strcmp(op, "u") == 0 || strcmp(op, "c") == 0 || strcmp(op, "r") == 0);
+	if (!need_before && !need_after)
 	{
 		malformed(s, strcmp(op, "t") == 0 ?
 				  "Debezium truncate event (op \"t\") cannot be applied: it does not carry the rows it removed" :
@@ -1261,6 +1593,13 @@ sp_decoder_create(const char *format, TupleDesc desc, MemoryContext cxt)
 			d->img_vals[i] = palloc0(sizeof(char *) * Max(ncols, 1));
 			d->img_kinds[i] = palloc0(Max(ncols, 1));
 		}
+		d->no_units = palloc0(Max(ncols, 1));
+		d->schema_units = palloc0(Max(ncols, 1));
+		d->pending_units = palloc0(Max(ncols, 1));
+		d->schema_scales = palloc0(sizeof(int32) * Max(ncols, 1));
+		d->pending_scales = palloc0(sizeof(int32) * Max(ncols, 1));
+		d->units = d->no_units;
+		d->scales = d->schema_scales;
 	}
 	d->bufsize = 1024;
 	d->buf = palloc(d->bufsize);
@@ -1344,21 +1683,29 @@ scan_error(Scan *s)
 /* days between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch) */
 #define UNIX_TO_PG_DAYS		(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)
 
-/* a date number of at least this magnitude is milliseconds, not days */
+/* without a schema, a date number of at least this magnitude is milliseconds */
 #define DATE_MS_THRESHOLD	INT64CONST(100000000)
 #define MSECS_PER_DAY		(SECS_PER_DAY * INT64CONST(1000))
 
+/* floor(a / b), b > 0 */
+static inline int64
+floor_div(int64 a, int64 b)
+{
+	return a / b - (a % b < 0 ? 1 : 0);
+}
+
 /*
  * A JSON number for a timestamp, timestamptz or date column, as Debezium
- * (and Kafka Connect) encode those: milliseconds since 1970-01-01 00:00
- * UTC for timestamps (for a timestamp without time zone, the UTC wall
- * clock); for a date days since 1970-01-01, or milliseconds when its
- * magnitude is 10^8 or more (no date of days that large exists).  A
- * domain, or a column with a precision, gets the value through its input
+ * and Kafka Connect encode those (for a timestamp without time zone, the
+ * wall clock as if in UTC).  unit is the field's logical type from the
+ * message's schema; without one, timestamps are milliseconds since
+ * 1970-01-01 00:00 UTC and dates days since 1970-01-01, or milliseconds
+ * when the magnitude is 10^8 or more (no date of that many days exists).
+ * A domain, or a column with a precision, gets the value through its input
  * function as text, so that it is checked and rounded as usual.
  */
 static Datum
-epoch_value(SpColumn *c, const char *str)
+epoch_value(SpColumn *c, const char *str, uint8 unit)
 {
 	char	   *endp;
 	int64		n;
@@ -1370,15 +1717,30 @@ epoch_value(SpColumn *c, const char *str)
 	if (errno != 0 || *endp != '\0' || endp == str)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
-				 errmsg("invalid number %s for type %s", str, c->typname),
-				 errdetail("A number for a %s column is an integer: %s since 1970-01-01.",
-						   c->typname, c->temporal == TEMPORAL_DATE ? "days (or milliseconds)" : "milliseconds")));
+				 errmsg("invalid number %s for type %s: expected an integer count since 1970-01-01",
+						str, c->typname)));
+	if (unit == UNIT_NONE)
+		unit = c->temporal != TEMPORAL_DATE ? UNIT_MILLIS :
+			(n <= -DATE_MS_THRESHOLD || n >= DATE_MS_THRESHOLD) ? UNIT_MILLIS : UNIT_DAYS;
 	if (c->temporal == TEMPORAL_DATE)
 	{
-		int64		days = n;
+		int64		days;
 
-		if (n <= -DATE_MS_THRESHOLD || n >= DATE_MS_THRESHOLD)
-			days = n / MSECS_PER_DAY - (n % MSECS_PER_DAY < 0 ? 1 : 0);
+		switch (unit)
+		{
+			case UNIT_DAYS:
+				days = n;
+				break;
+			case UNIT_MILLIS:
+				days = floor_div(n, MSECS_PER_DAY);
+				break;
+			case UNIT_MICROS:
+				days = floor_div(n, USECS_PER_DAY);
+				break;
+			default:
+				days = floor_div(n, USECS_PER_DAY * 1000);
+				break;
+		}
 		days -= UNIX_TO_PG_DAYS;
 		if (!IS_VALID_DATE(days))
 			ereport(ERROR,
@@ -1393,13 +1755,33 @@ epoch_value(SpColumn *c, const char *str)
 	{
 		int64		us;
 		Timestamp	ts;
+		bool		overflow;
 
-		if (pg_mul_s64_overflow(n, 1000, &us) ||
+		switch (unit)
+		{
+			case UNIT_DAYS:
+				overflow = pg_mul_s64_overflow(n, USECS_PER_DAY, &us);
+				break;
+			case UNIT_MICROS:
+				us = n;
+				overflow = false;
+				break;
+			case UNIT_NANOS:
+				us = floor_div(n, 1000);
+				overflow = false;
+				break;
+			default:
+				overflow = pg_mul_s64_overflow(n, 1000, &us);
+				break;
+		}
+		if (overflow ||
 			pg_sub_s64_overflow(us, UNIX_TO_PG_DAYS * USECS_PER_DAY, &ts) ||
 			!IS_VALID_TIMESTAMP(ts))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-					 errmsg("timestamp out of range: %s milliseconds since 1970-01-01", str)));
+					 errmsg("timestamp out of range: %s %s since 1970-01-01", str,
+							unit == UNIT_DAYS ? "days" : unit == UNIT_MICROS ? "microseconds" :
+							unit == UNIT_NANOS ? "nanoseconds" : "milliseconds")));
 		v = TimestampGetDatum(ts);
 		if (c->plain)
 			return v;
@@ -1407,6 +1789,86 @@ epoch_value(SpColumn *c, const char *str)
 												   timestamp_out : timestamptz_out, v));
 	}
 	return InputFunctionCall(&c->input, text, c->typioparam, c->typmod);
+}
+
+/*
+ * Kafka Connect's Decimal: the unscaled value, big-endian two's
+ * complement, in base64; the scale is in the schema.  Returns its decimal
+ * text.
+ */
+static char *
+decimal_text(SpColumn *c, const char *str, int scale)
+{
+	int			len = strlen(str);
+	uint8	   *bytes = palloc(pg_b64_dec_len(len) + 1);
+	int			nbytes = pg_b64_decode(str, len, (char *) bytes, pg_b64_dec_len(len) + 1);
+	bool		negative;
+	uint32	   *limbs;			/* base 10^9, least significant first */
+	int			nlimbs = 0;
+	StringInfoData out;
+	char	   *digits;
+	int			ndigits;
+	int			i;
+
+	if (nbytes <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid Decimal \"%s\" for type %s: expected the base64 of its unscaled value",
+						str, c->typname)));
+	negative = (bytes[0] & 0x80) != 0;
+	if (negative)
+	{
+		/* two's complement: the magnitude is ~x + 1 */
+		for (i = 0; i < nbytes; i++)
+			bytes[i] = ~bytes[i];
+		for (i = nbytes - 1; i >= 0; i--)
+			if (++bytes[i] != 0)
+				break;
+	}
+	limbs = palloc0(sizeof(uint32) * (nbytes * 8 / 29 + 2));
+	for (i = 0; i < nbytes; i++)
+	{
+		uint64		carry = bytes[i];
+		int			j;
+
+		for (j = 0; j < nlimbs; j++)
+		{
+			uint64		x = (uint64) limbs[j] * 256 + carry;
+
+			limbs[j] = (uint32) (x % 1000000000);
+			carry = x / 1000000000;
+		}
+		if (carry > 0)
+			limbs[nlimbs++] = (uint32) carry;
+	}
+	initStringInfo(&out);
+	if (nlimbs == 0)
+		appendStringInfoChar(&out, '0');
+	else
+	{
+		appendStringInfo(&out, "%u", limbs[nlimbs - 1]);
+		for (i = nlimbs - 2; i >= 0; i--)
+			appendStringInfo(&out, "%09u", limbs[i]);
+	}
+	digits = out.data;
+	ndigits = out.len;
+
+	/* the decimal point scale digits from the right */
+	initStringInfo(&out);
+	if (negative)
+		appendStringInfoChar(&out, '-');
+	if (scale <= 0)
+		appendStringInfoString(&out, digits);
+	else if (ndigits > scale)
+		appendStringInfo(&out, "%.*s.%s", ndigits - scale, digits, digits + ndigits - scale);
+	else
+	{
+		appendStringInfoString(&out, "0.");
+		for (i = ndigits; i < scale; i++)
+			appendStringInfoChar(&out, '0');
+		appendStringInfoString(&out, digits);
+	}
+	return out.data;
 }
 
 /* a well-formed row's values: each column's input function, in column order */
@@ -1428,12 +1890,18 @@ convert_row(SpDecoder *d, char **vals, const uint8 *kinds, Datum *values, bool *
 		if (str == NULL && c->strict)
 			continue;
 		d->column = c->name;
-		if (kinds[i] == VK_NUMBER && c->temporal != TEMPORAL_NONE &&
-			d->format == SP_FORMAT_DEBEZIUM)
-			values[c->attno] = epoch_value(c, str);
-		else
-			values[c->attno] = InputFunctionCall(&c->input, str, c->typioparam, c->typmod);
 		nulls[c->attno] = (str == NULL);
+		if (d->format == SP_FORMAT_DEBEZIUM && str != NULL)
+		{
+			if (kinds[i] == VK_NUMBER && c->temporal != TEMPORAL_NONE)
+			{
+				values[c->attno] = epoch_value(c, str, d->units[i]);
+				continue;
+			}
+			if (kinds[i] == VK_TEXT && d->units[i] == UNIT_DECIMAL)
+				str = decimal_text(c, str, d->scales[i]);
+		}
+		values[c->attno] = InputFunctionCall(&c->input, str, c->typioparam, c->typmod);
 	}
 	d->column = NULL;
 }
