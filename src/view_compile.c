@@ -932,8 +932,8 @@ sp_view_can_retract(SpViewShape *shape, char **why)
 		if (weighted_twin(col->aggref->aggfnoid) == NULL)
 		{
 			if (why)
-				*why = psprintf("Aggregate %s (column \"%s\") cannot take a row back once it has seen it.",
-								format_procedure(col->aggref->aggfnoid), col->name);
+				*why = psprintf("Aggregate %s cannot take a row back once it has seen it.",
+								format_procedure(col->aggref->aggfnoid));
 			return false;
 		}
 	}
