@@ -66,6 +66,7 @@
 #include "port/pg_bitutils.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/datetime.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -1704,6 +1705,90 @@ floor_div(int64 a, int64 b)
  * A domain, or a column with a precision, gets the value through its input
  * function as text, so that it is checked and rounded as usual.
  */
+/*
+ * The common case of a timestamptz in a message, parsed without the input
+ * function: exactly "YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}](Z|+HH[:MM]|-HH[:MM])",
+ * with a zone, so the session's time zone plays no part.  Anything else
+ * (no zone, more digits, names, 'infinity', years beyond 9999) returns
+ * false and goes through timestamptz_in, which gives the same result for
+ * every string this accepts.
+ */
+static inline bool
+two_digits(const char *p, int *v)
+{
+	if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
+		return false;
+	*v = (p[0] - '0') * 10 + (p[1] - '0');
+	return true;
+}
+
+static bool
+fast_timestamptz(const char *str, TimestampTz *result)
+{
+	const char *p = str;
+	int			y1, y2, mon, day, hour, min, sec;
+	int			tzh = 0, tzm = 0, sign = 1;
+	int64		frac = 0;
+	int			digits = 0;
+	int64		days;
+	TimestampTz ts;
+
+	if (!two_digits(p, &y1) || !two_digits(p + 2, &y2) || p[4] != '-' ||
+		!two_digits(p + 5, &mon) || p[7] != '-' || !two_digits(p + 8, &day) ||
+		(p[10] != 'T' && p[10] != ' ') ||
+		!two_digits(p + 11, &hour) || p[13] != ':' || !two_digits(p + 14, &min) ||
+		p[16] != ':' || !two_digits(p + 17, &sec))
+		return false;
+	p += 19;
+	if (*p == '.')
+	{
+		p++;
+		while (*p >= '0' && *p <= '9')
+		{
+			if (++digits > 6)
+				return false;
+			frac = frac * 10 + (*p++ - '0');
+		}
+		if (digits == 0)
+			return false;
+		for (; digits < 6; digits++)
+			frac *= 10;
+	}
+	if (*p == 'Z' && p[1] == '\0')
+		p++;
+	else if (*p == '+' || *p == '-')
+	{
+		sign = (*p == '-') ? -1 : 1;
+		if (!two_digits(p + 1, &tzh))
+			return false;
+		p += 3;
+		if (*p == ':')
+			p++;
+		if (*p != '\0')
+		{
+			if (!two_digits(p, &tzm))
+				return false;
+			p += 2;
+		}
+		if (*p != '\0')
+			return false;
+	}
+	else
+		return false;
+	if (mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 || sec > 59 ||
+		tzh > 15 || tzm > 59 ||
+		day > day_tab[isleap(y1 * 100 + y2)][mon - 1] || y1 * 100 + y2 < 1)
+		return false;
+	days = date2j(y1 * 100 + y2, mon, day) - POSTGRES_EPOCH_JDATE;
+	ts = days * USECS_PER_DAY +
+		((int64) hour * 3600 + min * 60 + sec) * USECS_PER_SEC + frac -
+		sign * ((int64) tzh * 3600 + tzm * 60) * USECS_PER_SEC;
+	if (!IS_VALID_TIMESTAMP(ts))
+		return false;
+	*result = ts;
+	return true;
+}
+
 static Datum
 epoch_value(SpColumn *c, const char *str, uint8 unit)
 {
@@ -1900,6 +1985,16 @@ convert_row(SpDecoder *d, char **vals, const uint8 *kinds, Datum *values, bool *
 			}
 			if (kinds[i] == VK_TEXT && d->units[i] == UNIT_DECIMAL)
 				str = decimal_text(c, str, d->scales[i]);
+		}
+		if (c->temporal == TEMPORAL_TIMESTAMPTZ && c->plain)
+		{
+			TimestampTz ts;
+
+			if (fast_timestamptz(str, &ts))
+			{
+				values[c->attno] = TimestampTzGetDatum(ts);
+				continue;
+			}
 		}
 		values[c->attno] = InputFunctionCall(&c->input, str, c->typioparam, c->typmod);
 	}
