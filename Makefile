@@ -14,9 +14,11 @@ REGRESS_OPTS = --temp-config=$(srcdir)/test/streamproc.conf \
                --temp-instance=$(TEST_OUTDIR)/tmp_instance \
                --outputdir=$(TEST_OUTDIR) --load-extension=streamproc
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src -I$(includedir)
 PG_CFLAGS   = -Wall -Werror
 SHLIB_LINK  = -lrdkafka
+# libpq: parsing and masking the connection strings of pg sources
+SHLIB_LINK_INTERNAL = $(libpq)
 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -37,3 +39,7 @@ $(BIDGEN): bench/kafka/bidgen.c
 $(RAW_CONSUME): bench/kafka/raw_consume.c
 	$(CC) $(CFLAGS) -Wall -Werror -o $@ $< -lrdkafka
 EXTRA_CLEAN = $(MOCK_KAFKA) $(BIDGEN) $(RAW_CONSUME)
+
+# PGXS tracks no header dependencies (without --enable-depend): rebuild
+# every object when any of our headers changes.
+$(OBJS): $(wildcard src/*.h)

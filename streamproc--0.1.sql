@@ -384,6 +384,14 @@ CREATE TABLE streamproc.source_defs (
     batch_size    int NOT NULL,
     batch_timeout interval NOT NULL,
     options       jsonb NOT NULL DEFAULT '{}',  -- may hold secrets: never shown unmasked
+    -- kind 'pg' (logical replication; see src/source_pg.c)
+    conninfo      text,                        -- may hold a password: shown masked
+    publication   text,
+    source_table  text,                        -- 'schema.table' upstream
+    slot          text,
+    snapshot      boolean,
+    slot_created  boolean NOT NULL DEFAULT false,  -- the slot is ours: drop_source drops it
+    row_identity  text,                        -- how pg_source_rows is keyed (worker's)
     last_error    text,
     last_error_at timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now()
@@ -422,7 +430,25 @@ CREATE INDEX ON streamproc.dead_letters (source, at);
 COMMENT ON TABLE streamproc.dead_letters IS 'messages that could not become rows, with the reason; delete them when handled';
 GRANT SELECT, DELETE ON streamproc.dead_letters TO streamproc_admin;
 
+-- What a pg source has counted in the views, per row of its upstream table:
+-- the stream columns' text values under the row's replica-identity key (or,
+-- for REPLICA IDENTITY FULL and tables without a key, under the values
+-- themselves, with a count).  Deletes and updates upstream send only the key
+-- of the old row; this is where the row to retract comes from, and where
+-- unchanged TOASTed values come from.  Written by the source's worker in the
+-- transaction of each batch.
+CREATE TABLE streamproc.pg_source_rows (
+    source      int NOT NULL REFERENCES streamproc.source_defs (id) ON DELETE CASCADE,
+    key         text NOT NULL,
+    vals        text[] NOT NULL,           -- counted n times (n = 0: not counted, the values upstream)
+    n           int NOT NULL DEFAULT 1,
+    latest      text[],                    -- the values upstream, if not those counted (a change set aside)
+    PRIMARY KEY (source, key)
+);
+COMMENT ON TABLE streamproc.pg_source_rows IS 'rows of the upstream tables of pg sources, as counted in the views';
+
 SELECT pg_catalog.pg_extension_config_dump('streamproc.source_defs', '');
+SELECT pg_catalog.pg_extension_config_dump('streamproc.pg_source_rows', '');
 SELECT pg_catalog.pg_extension_config_dump('streamproc.source_defs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('streamproc.source_offsets', '');
 SELECT pg_catalog.pg_extension_config_dump('streamproc.dead_letters', '');
@@ -440,6 +466,15 @@ CREATE FUNCTION streamproc.create_kafka_source(
     batch_timeout interval DEFAULT '100 ms',
     options       jsonb DEFAULT '{}')
 RETURNS void AS 'MODULE_PATHNAME', 'sp_create_kafka_source' LANGUAGE C VOLATILE;
+CREATE FUNCTION streamproc.create_pg_source(
+    name          text,
+    stream        regclass,
+    conninfo      text,
+    publication   text,
+    source_table  text,
+    slot          text DEFAULT NULL,
+    snapshot      boolean DEFAULT true)
+RETURNS void AS 'MODULE_PATHNAME', 'sp_create_pg_source' LANGUAGE C VOLATILE;
 CREATE FUNCTION streamproc.start_source(name text) RETURNS void
     AS 'MODULE_PATHNAME', 'sp_start_source' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION streamproc.stop_source(name text) RETURNS void
@@ -447,10 +482,12 @@ CREATE FUNCTION streamproc.stop_source(name text) RETURNS void
 CREATE FUNCTION streamproc.drop_source(name text) RETURNS void
     AS 'MODULE_PATHNAME', 'sp_drop_source' LANGUAGE C VOLATILE STRICT;
 REVOKE ALL ON FUNCTION streamproc.create_kafka_source(text, regclass, text, text, text, text, int, int, interval, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION streamproc.create_pg_source(text, regclass, text, text, text, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION streamproc.start_source(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION streamproc.stop_source(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION streamproc.drop_source(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION streamproc.create_kafka_source(text, regclass, text, text, text, text, int, int, interval, jsonb) TO streamproc_admin;
+GRANT EXECUTE ON FUNCTION streamproc.create_pg_source(text, regclass, text, text, text, text, boolean) TO streamproc_admin;
 GRANT EXECUTE ON FUNCTION streamproc.start_source(text) TO streamproc_admin;
 GRANT EXECUTE ON FUNCTION streamproc.stop_source(text) TO streamproc_admin;
 GRANT EXECUTE ON FUNCTION streamproc.drop_source(text) TO streamproc_admin;
@@ -458,6 +495,10 @@ GRANT EXECUTE ON FUNCTION streamproc.drop_source(text) TO streamproc_admin;
 CREATE FUNCTION streamproc.mask_options(options jsonb) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'sp_mask_options' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION streamproc.mask_options(jsonb) IS 'source options with the values of secrets replaced by ********';
+
+CREATE FUNCTION streamproc.mask_conninfo(conninfo text) RETURNS text
+    AS 'MODULE_PATHNAME', 'sp_mask_conninfo' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION streamproc.mask_conninfo(text) IS 'a libpq connection string with its password replaced by ********';
 
 CREATE FUNCTION streamproc.source_workers(
     OUT source int, OUT worker int, OUT pid int, OUT in_error boolean,
@@ -488,13 +529,20 @@ SELECT d.name,
        d.parallelism,
        d.batch_size,
        d.batch_timeout,
-       streamproc.mask_options(d.options) AS options
+       streamproc.mask_options(d.options) AS options,
+       streamproc.mask_conninfo(d.conninfo) AS conninfo,
+       d.publication,
+       d.source_table,
+       d.slot,
+       d.snapshot,
+       CASE WHEN d.kind = 'pg' THEN '0/0'::pg_lsn + o.next_offset END AS lsn
   FROM streamproc.source_defs d
   LEFT JOIN (SELECT source,
                     sum(rows_in)::bigint AS rows_in,
                     sum(bytes_in)::bigint AS bytes_in,
                     sum(dead_letters)::bigint AS dead_letters,
-                    sum(greatest(coalesce(high_watermark, next_offset) - next_offset, 0))::bigint AS lag
+                    sum(greatest(coalesce(high_watermark, next_offset) - next_offset, 0))::bigint AS lag,
+                    max(next_offset) AS next_offset
                FROM streamproc.source_offsets GROUP BY source) o ON o.source = d.id
   LEFT JOIN (SELECT source,
                     count(*) AS workers,
@@ -519,6 +567,7 @@ SELECT d.name AS source,
         AND coalesce(o.last_message_at, d.created_at) < now() - s.idle_timeout) AS idle
   FROM streamproc.source_defs d
   JOIN streamproc.source_offsets o ON o.source = d.id
-  JOIN streamproc.stream_defs s ON s.relid = d.stream;
+  JOIN streamproc.stream_defs s ON s.relid = d.stream
+ WHERE d.kind = 'kafka';
 
 GRANT SELECT ON streamproc.sources, streamproc.source_partitions TO PUBLIC;

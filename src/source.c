@@ -37,6 +37,7 @@
 #include "catalog.h"
 #include "decode.h"
 #include "source.h"
+#include "source_pg.h"
 #include "view_compile.h"
 #include "workers.h"
 
@@ -100,6 +101,19 @@ check_source_name(const char *name)
 					(errcode(ERRCODE_INVALID_NAME),
 					 errmsg("invalid source name \"%s\"", name),
 					 errhint("Use letters, digits, \"_\", \"-\" and \".\".")));
+}
+
+/* for the other kinds' create functions (source_pg_sql.c) */
+void
+sp_check_source_admin(const char *action)
+{
+	check_source_admin(action);
+}
+
+void
+sp_check_source_name(const char *name)
+{
+	check_source_name(name);
 }
 
 /*
@@ -418,6 +432,8 @@ sp_drop_source(PG_FUNCTION_ARGS)
 	SPI_connect();
 	values[0] = Int32GetDatum(source_id(name, true));
 	values[1] = CStringGetTextDatum(psprintf("%s:", name));
+	/* a pg source's worker stops and its slot goes now (source_pg_sql.c) */
+	sp_pg_source_before_drop(DatumGetInt32(values[0]));
 	spi_run("DELETE FROM streamproc.stream_inputs i USING streamproc.source_defs s"
 			" WHERE s.id = $1 AND i.stream = s.stream AND pg_catalog.starts_with(i.input, $2)",
 			2, types, values, NULL, SPI_OK_DELETE);

@@ -79,7 +79,8 @@ start_worker(Child *c, const char *name)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "streamproc");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "sp_kafka_source_main");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN,
+			 strcmp(c->kind, "pg") == 0 ? "sp_pg_source_main" : "sp_kafka_source_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "streamproc source %s [%d]", name, c->worker_index);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "streamproc source");
 	args.dboid = MyDatabaseId;
@@ -163,7 +164,7 @@ reconcile(void)
 
 			if (c->handle != NULL || c->restart_at > now)
 				continue;
-			if (strcmp(c->kind, "kafka") != 0)
+			if (strcmp(c->kind, "kafka") != 0 && strcmp(c->kind, "pg") != 0)
 				continue;		/* no worker for this kind in this build */
 			{
 				MemoryContext old = MemoryContextSwitchTo(top);

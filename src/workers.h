@@ -5,7 +5,8 @@
  *   postmaster
  *     └─ launcher (static, one per cluster)            launcher.c
  *          └─ supervisor (one per database with the extension)   supervisor.c
- *               └─ source worker × parallelism (per source)      source_kafka.c
+ *               └─ source worker × parallelism (per source)      source_kafka.c,
+ *                                                                 source_pg.c (one)
  *
  * The launcher starts supervisors, a supervisor starts and stops the source
  * workers of its database from the catalog (streamproc.source_defs), and
@@ -73,6 +74,7 @@ extern void sp_worker_report_error(SpWorkerSlot *slot, const char *msg);
 extern PGDLLEXPORT void sp_launcher_main(Datum arg);
 extern PGDLLEXPORT void sp_supervisor_main(Datum arg);
 extern PGDLLEXPORT void sp_kafka_source_main(Datum arg);
+extern PGDLLEXPORT void sp_pg_source_main(Datum arg);
 
 /* what a supervisor passes to a source worker (bgw_extra) */
 typedef struct SpSourceWorkerArgs
