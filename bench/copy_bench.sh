@@ -507,6 +507,19 @@ mkdir -p "$(dirname "$OUT")"
 mv "$OUT.tmp" "$OUT"
 cat "$OUT"
 
+# Machine-readable figures for bench/run (key<TAB>value).
+if [[ -n ${BENCH_SUMMARY_DIR:-} ]]; then
+    mkdir -p "$BENCH_SUMMARY_DIR"
+    {
+        printf 'copy.rows\t%s\ncopy.runs\t%s\ncopy.chunk_rows\t%s\n' "$ROWS" "$RUNS" "$CHUNK_ROWS"
+        for v in stream plain trigger noview; do
+            [[ " $REQUESTED " == *" $v "* ]] || continue
+            printf 'copy.%s.best\t%s\ncopy.%s.median\t%s\ncopy.%s.ok\t%s/%s\ncopy.%s.check\t%s\n' \
+                "$v" "${BEST[$v]}" "$v" "${MEDIAN[$v]}" "$v" "${OKRUNS[$v]}" "$RUNS" "$v" "${CHECK[$v]}"
+        done
+    } >"$BENCH_SUMMARY_DIR/copy.tsv"
+fi
+
 # Non-zero when a requested variant failed or a check mismatched, so a CI job
 # notices; missing the throughput targets is reported, not an error.
 status=0

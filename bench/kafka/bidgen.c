@@ -4,8 +4,8 @@
  *
  *   bidgen -b BROKERS -t TOPIC [-n COUNT] [-r RATE_PER_SEC] [-p PARTITIONS]
  *          [--auctions N] [--bidders N] [--start 'ISO timestamp'] [--step-ms MS]
- *          [--late-every N] [--seed N] [--compression CODEC] [--stamp]
- *          [-X librdkafka.property=value]...
+ *          [--late-every N] [--seed N] [--first N] [--compression CODEC]
+ *          [--stamp] [--stamp-log FILE] [-X librdkafka.property=value]...
  *   bidgen --print [--csv] [-n COUNT] [-r RATE_PER_SEC] [same data options]
  *
  * Each bid is one JSON object of 170-200 bytes (185 on average; 31 more with
@@ -24,6 +24,9 @@
  * keep the JSON under 200 bytes).  Everything comes from a xorshift64* PRNG
  * seeded with --seed (default 1), so the same options give the same bids in
  * every mode (produce, --print, --csv, with or without --stamp or -r).
+ * --first N skips the first N bids of that sequence (they are generated, not
+ * sent): `--first 1000 -n 500` sends bids 1000..1499, exactly as the end of
+ * `-n 1500` would, so a topic can be filled in several runs.
  *
  * Event time (date_time, UTC, millisecond precision) starts at --start
  * (default: now; ISO 8601 such as '2026-11-22T10:00:00Z', '2026-11-22
@@ -32,6 +35,15 @@
  * --late-every N: bids N, 2N, 3N, ... carry an event time 60 s before their
  * turn (late data).  --stamp adds "produced_us": the wall-clock time the bid
  * was generated, in microseconds since the epoch, for freshness measurements.
+ * --stamp-log FILE writes one line per delivered bid, from its delivery
+ * report: "PARTITION<TAB>OFFSET<TAB>PRODUCED_US<TAB>ACKED_US", produced_us
+ * being the same wall-clock time as --stamp's (taken when the bid is handed to
+ * librdkafka, after any -r wait) and acked_us the wall-clock time the delivery
+ * report was served (the broker had stored the bid by then; reports are
+ * served at least every ms while -r waits, else every 1024 bids).  Bids whose
+ * delivery failed are not written.  bench/kafka_bench.sh's freshness
+ * measurement uses it to know when each message was produced and where it
+ * landed.
  *
  * Producing: -p P sets each bid's partition to auction % P explicitly (the
  * topic must have at least P partitions; the mock broker keeps only ~5 MiB per
@@ -462,6 +474,8 @@ typedef struct
 	uint64_t	failed;
 	rd_kafka_resp_err_t first_err;
 	int			fatal;
+	FILE	   *stamp_log;		/* --stamp-log, or NULL */
+	int			log_failed;
 } Stats;
 
 static void
@@ -479,7 +493,15 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		}
 	}
 	else
+	{
 		st->delivered++;
+		/* delivery reports are served on the thread that calls rd_kafka_poll: ours */
+		if (st->stamp_log &&
+			fprintf(st->stamp_log, "%" PRId32 "\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\n",
+					m->partition, (int64_t) m->offset, (int64_t) (intptr_t) m->_private,
+					clock_us(CLOCK_REALTIME)) < 0)
+			st->log_failed = 1;
+	}
 }
 
 static void
@@ -515,8 +537,8 @@ usage(void)
 	fprintf(stderr,
 			"usage: bidgen -b BROKERS -t TOPIC [-n COUNT] [-r RATE_PER_SEC] [-p PARTITIONS]\n"
 			"              [--auctions N] [--bidders N] [--start ISO] [--step-ms MS]\n"
-			"              [--late-every N] [--seed N] [--compression CODEC] [--stamp]\n"
-			"              [-X property=value]...\n"
+			"              [--late-every N] [--seed N] [--first N] [--compression CODEC]\n"
+			"              [--stamp] [--stamp-log FILE] [-X property=value]...\n"
 			"       bidgen --print [--csv] [-n COUNT] [-r RATE_PER_SEC] [data options]\n");
 	exit(2);
 }
@@ -557,7 +579,7 @@ parse_double(const char *opt, const char *s)
 enum
 {
 	OPT_AUCTIONS = 256, OPT_BIDDERS, OPT_START, OPT_STEP, OPT_LATE, OPT_SEED,
-	OPT_COMPRESSION, OPT_PRINT, OPT_CSV, OPT_STAMP
+	OPT_COMPRESSION, OPT_PRINT, OPT_CSV, OPT_STAMP, OPT_STAMP_LOG, OPT_FIRST
 };
 
 int
@@ -579,18 +601,22 @@ main(int argc, char **argv)
 		{"print", no_argument, NULL, OPT_PRINT},
 		{"csv", no_argument, NULL, OPT_CSV},
 		{"stamp", no_argument, NULL, OPT_STAMP},
+		{"stamp-log", required_argument, NULL, OPT_STAMP_LOG},
+		{"first", required_argument, NULL, OPT_FIRST},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
 	const char *brokers = NULL;
 	const char *topic = NULL;
 	const char *compression = "lz4";
+	const char *stamp_log = NULL;
 	const char *xprops[64];
 	int			nxprops = 0;
 	uint64_t	count = 1000000;
 	double		rate = 0;
 	int			partitions = 0;
 	uint64_t	seed = 1;
+	uint64_t	first = 0;
 	int			print = 0, csv = 0, stamp = 0;
 	GenOpts		g = {1000, 10000, INT64_MIN, 1000, 0};
 	uint64_t	state;
@@ -664,11 +690,18 @@ main(int argc, char **argv)
 			case OPT_STAMP:
 				stamp = 1;
 				break;
+			case OPT_STAMP_LOG:
+				stamp_log = optarg;
+				break;
+			case OPT_FIRST:
+				first = parse_u64("--first", optarg, 1);
+				break;
 			default:
 				usage();
 		}
 	}
-	if (optind != argc || (csv && !print) || (!print && (!brokers || !topic)))
+	if (optind != argc || (csv && !print) || (!print && (!brokers || !topic)) ||
+		(stamp_log && print))
 		usage();
 	if (g.start_us == INT64_MIN)
 		g.start_us = clock_us(CLOCK_REALTIME) / 1000 * 1000;	/* now, whole ms */
@@ -677,6 +710,18 @@ main(int argc, char **argv)
 	if (state == 0)
 		state = 1;				/* xorshift's one bad state */
 	memset(&st, 0, sizeof(st));
+	if (stamp_log)
+	{
+		static char lbuf[1 << 20];
+
+		st.stamp_log = fopen(stamp_log, "w");
+		if (st.stamp_log == NULL)
+		{
+			fprintf(stderr, "bidgen: --stamp-log %s: %s\n", stamp_log, strerror(errno));
+			return 1;
+		}
+		setvbuf(st.stamp_log, lbuf, _IOFBF, sizeof(lbuf));
+	}
 
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -749,12 +794,21 @@ main(int argc, char **argv)
 		setvbuf(stdout, obuf, _IOFBF, sizeof(obuf));
 	}
 
+	/* --first: draw the skipped bids, so the rest are the same as ever */
+	for (i = 0; i < first; i++)
+	{
+		Bid			b;
+
+		gen_bid(&state, i, &g, &b);
+	}
+
 	bucket_init(&tb, rate);
 	t0 = clock_us(CLOCK_MONOTONIC);
-	for (i = 0; (count == 0 || i < count) && !stop && !st.fatal; i++)
+	for (i = first; (count == 0 || i - first < count) && !stop && !st.fatal; i++)
 	{
 		Bid			b;
 		size_t		len;
+		int64_t		now_us;
 
 		gen_bid(&state, i, &g, &b);
 		while (!bucket_take(&tb) && !stop)
@@ -769,8 +823,9 @@ main(int argc, char **argv)
 		}
 		if (stop)
 			break;
-		len = print && csv ? format_csv(buf, &b, stamp ? clock_us(CLOCK_REALTIME) : -1)
-			: format_json(buf, &b, stamp ? clock_us(CLOCK_REALTIME) : -1);
+		now_us = stamp || stamp_log ? clock_us(CLOCK_REALTIME) : -1;
+		len = print && csv ? format_csv(buf, &b, stamp ? now_us : -1)
+			: format_json(buf, &b, stamp ? now_us : -1);
 
 		if (print)
 		{
@@ -789,8 +844,9 @@ main(int argc, char **argv)
 			int32_t		part = partitions > 0 ? (int32_t) (b.auction % (uint64_t) partitions)
 				: RD_KAFKA_PARTITION_UA;
 
+			/* the opaque carries the produce time to the delivery report */
 			while (rd_kafka_produce(rkt, part, RD_KAFKA_MSG_F_COPY, buf, len,
-									key, (size_t) klen, NULL) == -1)
+									key, (size_t) klen, (void *) (intptr_t) now_us) == -1)
 			{
 				rd_kafka_resp_err_t err = rd_kafka_last_error();
 
@@ -835,6 +891,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "bidgen: %" PRIu64 " bids still undelivered after %d s\n",
 				undelivered, FLUSH_TIMEOUT_MS / 1000);
 	}
+	if (st.stamp_log && (fclose(st.stamp_log) != 0 || st.log_failed))
+	{
+		fprintf(stderr, "bidgen: --stamp-log %s: write failed\n", stamp_log);
+		failed_hard = 1;
+	}
+	st.stamp_log = NULL;
 	secs = (double) (t1 - t0) / 1e6;
 	fprintf(stderr, "bidgen: sent=%" PRIu64 " delivered=%" PRIu64 " failed=%" PRIu64
 			" seconds=%.3f msgs_per_sec=%.0f avg_bytes=%.1f\n",
