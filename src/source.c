@@ -1,7 +1,8 @@
 /*
  * source.c — the SQL side of sources: create_kafka_source, start_source,
- * stop_source, drop_source, and what streamproc.sources shows of the
- * running workers.
+ * stop_source, drop_source, what streamproc.sources shows of the running
+ * workers, and the checks every kind's create function begins with
+ * (create_pg_source: source_pg_sql.c).
  *
  * A source is a row of streamproc.source_defs; its progress (the next
  * offset of each Kafka partition, counters) is in streamproc.source_offsets
@@ -103,17 +104,37 @@ check_source_name(const char *name)
 					 errhint("Use letters, digits, \"_\", \"-\" and \".\".")));
 }
 
-/* for the other kinds' create functions (source_pg_sql.c) */
+/*
+ * What every kind's create function (here, source_pg_sql.c) checks first:
+ * none of its nargs arguments NULL but the one at optional (-1: none), the
+ * extension, the caller's right to manage sources.
+ */
 void
-sp_check_source_admin(const char *action)
+sp_check_create_source(FunctionCallInfo fcinfo, const char *func, int nargs, int optional)
 {
-	check_source_admin(action);
+	int			i;
+
+	for (i = 0; i < nargs; i++)
+		if (PG_ARGISNULL(i) && i != optional)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %d of %s must not be NULL", i + 1, func)));
+	sp_check_extension();
+	check_source_admin("create");
 }
 
+/* a new source's name, and the stream it feeds: one the caller may insert into */
 void
-sp_check_source_name(const char *name)
+sp_check_source_stream(const char *name, Oid stream)
 {
 	check_source_name(name);
+	if (!sp_is_stream(stream) || !sp_catalog_stream_exists(stream))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a stream", get_rel_name(stream) ? get_rel_name(stream) : "?"),
+				 errhint("Create it with streamproc.create_stream().")));
+	if (pg_class_aclcheck(stream, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FOREIGN_TABLE, get_rel_name(stream));
 }
 
 /*
@@ -199,9 +220,10 @@ sp_jsonb_scalar_text(JsonbValue *v)
 	}
 }
 
-static void
-spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
-		int expected)
+/* run a catalog statement (under SPI); anything but the expected result is a bug */
+void
+sp_spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+		   int expected)
 {
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
 
@@ -228,7 +250,6 @@ sp_create_kafka_source(PG_FUNCTION_ARGS)
 	int32		batch_size;
 	Interval   *timeout;
 	Jsonb	   *options;
-	int			i;
 	Relation	rel;
 	Oid			types[10] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 	INT4OID, INT4OID, INTERVALOID, JSONBOID};
@@ -236,13 +257,7 @@ sp_create_kafka_source(PG_FUNCTION_ARGS)
 	SpSavedUser su;
 	int64		timeout_us;
 
-	for (i = 0; i < 10; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("argument %d of create_kafka_source must not be NULL", i + 1)));
-	sp_check_extension();
-	check_source_admin("create");
+	sp_check_create_source(fcinfo, "create_kafka_source", 10, -1);
 
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	stream = PG_GETARG_OID(1);
@@ -255,14 +270,7 @@ sp_create_kafka_source(PG_FUNCTION_ARGS)
 	timeout = PG_GETARG_INTERVAL_P(8);
 	options = PG_GETARG_JSONB_P(9);
 
-	check_source_name(name);
-	if (!sp_is_stream(stream) || !sp_catalog_stream_exists(stream))
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a stream", get_rel_name(stream) ? get_rel_name(stream) : "?"),
-				 errhint("Create it with streamproc.create_stream().")));
-	if (pg_class_aclcheck(stream, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FOREIGN_TABLE, get_rel_name(stream));
+	sp_check_source_stream(name, stream);
 	if (brokers[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -319,7 +327,7 @@ sp_create_kafka_source(PG_FUNCTION_ARGS)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_run("SELECT 1 FROM streamproc.source_defs WHERE name = $1", 1, types, values, NULL, SPI_OK_SELECT);
+	sp_spi_run("SELECT 1 FROM streamproc.source_defs WHERE name = $1", 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -332,11 +340,11 @@ sp_create_kafka_source(PG_FUNCTION_ARGS)
 		memcpy(v, values, sizeof(values));
 		t[10] = OIDOID;
 		v[10] = ObjectIdGetDatum(GetUserId());
-		spi_run("INSERT INTO streamproc.source_defs"
-				" (name, kind, stream, brokers, topic, format, start, parallelism,"
-				"  batch_size, batch_timeout, options, owner)"
-				" VALUES ($1, 'kafka', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-				11, t, v, NULL, SPI_OK_INSERT);
+		sp_spi_run("INSERT INTO streamproc.source_defs"
+				   " (name, kind, stream, brokers, topic, format, start, parallelism,"
+				   "  batch_size, batch_timeout, options, owner)"
+				   " VALUES ($1, 'kafka', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+				   11, t, v, NULL, SPI_OK_INSERT);
 	}
 	SPI_finish();
 	sp_catalog_leave(&su);
@@ -355,9 +363,9 @@ source_id(const char *name, bool lock)
 	int32		id;
 
 	values[0] = CStringGetTextDatum(name);
-	spi_run(lock ? "SELECT id FROM streamproc.source_defs WHERE name = $1 FOR UPDATE"
-			: "SELECT id FROM streamproc.source_defs WHERE name = $1",
-			1, types, values, NULL, SPI_OK_SELECT);
+	sp_spi_run(lock ? "SELECT id FROM streamproc.source_defs WHERE name = $1 FOR UPDATE"
+			   : "SELECT id FROM streamproc.source_defs WHERE name = $1",
+			   1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -378,8 +386,8 @@ set_enabled(const char *name, bool enabled)
 	SPI_connect();
 	values[0] = Int32GetDatum(source_id(name, true));
 	values[1] = BoolGetDatum(enabled);
-	spi_run("UPDATE streamproc.source_defs SET enabled = $2 WHERE id = $1",
-			2, types, values, NULL, SPI_OK_UPDATE);
+	sp_spi_run("UPDATE streamproc.source_defs SET enabled = $2 WHERE id = $1",
+			   2, types, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
 	sp_catalog_leave(&su);
 	sp_request_kick_at_commit();
@@ -434,11 +442,11 @@ sp_drop_source(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(psprintf("%s:", name));
 	/* a pg source's worker stops and its slot goes now (source_pg_sql.c) */
 	sp_pg_source_before_drop(DatumGetInt32(values[0]));
-	spi_run("DELETE FROM streamproc.stream_inputs i USING streamproc.source_defs s"
-			" WHERE s.id = $1 AND i.stream = s.stream AND pg_catalog.starts_with(i.input, $2)",
-			2, types, values, NULL, SPI_OK_DELETE);
-	spi_run("DELETE FROM streamproc.source_defs WHERE id = $1",
-			1, types, values, NULL, SPI_OK_DELETE);
+	sp_spi_run("DELETE FROM streamproc.stream_inputs i USING streamproc.source_defs s"
+			   " WHERE s.id = $1 AND i.stream = s.stream AND pg_catalog.starts_with(i.input, $2)",
+			   2, types, values, NULL, SPI_OK_DELETE);
+	sp_spi_run("DELETE FROM streamproc.source_defs WHERE id = $1",
+			   1, types, values, NULL, SPI_OK_DELETE);
 	SPI_finish();
 	sp_catalog_leave(&su);
 	sp_request_kick_at_commit();
@@ -458,8 +466,8 @@ sp_catalog_stream_sources(Oid stream)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_run("SELECT name FROM streamproc.source_defs WHERE stream = $1 ORDER BY name",
-			1, types, values, NULL, SPI_OK_SELECT);
+	sp_spi_run("SELECT name FROM streamproc.source_defs WHERE stream = $1 ORDER BY name",
+			   1, types, values, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char	   *n = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
@@ -488,9 +496,9 @@ sp_stream_has_retracting_source(Oid stream)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_run("SELECT 1 FROM streamproc.source_defs"
-			" WHERE stream = $1 AND (kind = 'pg' OR format = 'debezium')",
-			1, types, values, NULL, SPI_OK_SELECT);
+	sp_spi_run("SELECT 1 FROM streamproc.source_defs"
+			   " WHERE stream = $1 AND (kind = 'pg' OR format = 'debezium')",
+			   1, types, values, NULL, SPI_OK_SELECT);
 	found = SPI_processed > 0;
 	SPI_finish();
 	sp_catalog_leave(&su);

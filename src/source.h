@@ -4,14 +4,18 @@
 #ifndef SP_SOURCE_H
 #define SP_SOURCE_H
 
+#include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
 extern bool sp_option_is_secret(const char *key);
 extern char *sp_jsonb_scalar_text(JsonbValue *v);
 extern List *sp_catalog_stream_sources(Oid stream);
-extern void sp_check_source_admin(const char *action);
-extern void sp_check_source_name(const char *name);
+extern void sp_check_create_source(FunctionCallInfo fcinfo, const char *func, int nargs,
+								   int optional);
+extern void sp_check_source_stream(const char *name, Oid stream);
+extern void sp_spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+					   int expected);
 extern bool sp_stream_has_retracting_source(Oid stream);
 
 #endif

@@ -30,6 +30,10 @@
  *
  * librdkafka's own threads never call into PostgreSQL: its error and log
  * callbacks are served on this process's thread by rd_kafka_poll().
+ *
+ * What every source worker does the same way is shared: its start, runs,
+ * backoff and error reports (source_worker.c), and in a batch's
+ * transaction the subtransactions, rows and dead letters (source_batch.c).
  */
 #include "postgres.h"
 
@@ -39,24 +43,19 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lmgr.h"
-#include "storage/lock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -65,10 +64,9 @@
 #include "decode.h"
 #include "guc.h"
 #include "source.h"
+#include "source_batch.h"
+#include "source_worker.h"
 #include "workers.h"
-
-/* advisory lock space for "(source, worker index) is running" */
-#define SP_LOCK_FIELD4 0x5350
 
 typedef struct Partition
 {
@@ -132,9 +130,8 @@ typedef struct Source
 	MemoryContext row_cxt;		/* reset per message */
 
 	SpWorkerSlot *slot;
-	TimestampTz last_tick;
+	SpWorkerRate rate;
 	TimestampTz last_metadata_check;
-	int64		rows_at_tick;
 	TimestampTz kafka_error_recorded_at;
 	bool		kafka_error;	/* error_cb reported trouble */
 } Source;
@@ -145,63 +142,6 @@ static Source *current = NULL;
  * Errors
  * ------------------------------------------------------------------------
  */
-
-/* errors about a row's data: the row is set aside, the batch goes on */
-static bool
-is_data_error(int sqlerrcode)
-{
-	const char *state = unpack_sql_state(sqlerrcode);
-
-	return strncmp(state, "22", 2) == 0 ||	/* data exception */
-		strncmp(state, "23", 2) == 0 || /* integrity constraint */
-		strncmp(state, "P0", 2) == 0 || /* raised by a PL/pgSQL function */
-		strncmp(state, "2F", 2) == 0 || /* SQL routine exception */
-		strncmp(state, "38", 2) == 0 || /* external routine exception */
-		strncmp(state, "39", 2) == 0;	/* external routine invocation */
-}
-
-/* record a source error in the catalog, where it outlives this process */
-static void
-record_error_in_catalog(Source *src, const char *msg)
-{
-	MemoryContext old = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		Oid			types[2] = {INT4OID, TEXTOID};
-		Datum		values[2];
-
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		values[0] = Int32GetDatum(src->id);
-		values[1] = CStringGetTextDatum(msg);
-		SPI_execute_with_args("UPDATE streamproc.source_defs"
-							  "   SET last_error = $2, last_error_at = pg_catalog.now()"
-							  " WHERE id = $1",
-							  2, types, values, NULL, false, 0);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		/* the catalog may be gone (DROP EXTENSION): shared memory has it */
-		MemoryContextSwitchTo(old);
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-}
-
-static void
-report_error(Source *src, const char *msg)
-{
-	sp_worker_report_error(src->slot, msg);
-	record_error_in_catalog(src, msg);
-}
 
 /* librdkafka: served by rd_kafka_poll() on this thread */
 static void
@@ -220,7 +160,7 @@ on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		TimestampDifferenceExceeds(src->kafka_error_recorded_at, GetCurrentTimestamp(), 10000))
 	{
 		src->kafka_error_recorded_at = GetCurrentTimestamp();
-		record_error_in_catalog(src, msg);
+		sp_source_record_error(src->id, msg);
 	}
 	pfree(msg);
 }
@@ -244,20 +184,13 @@ static Source *
 load_source(int32 id, int32 index)
 {
 	Source	   *src = NULL;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(id)};
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (OidIsValid(get_extension_oid("streamproc", true)) &&
-		SPI_execute_with_args("SELECT name, stream, brokers, topic, format, start, parallelism,"
-							  "       batch_size, (extract(epoch FROM batch_timeout) * 1000)::int, options,"
-							  "       (SELECT event_time_att FROM streamproc.stream_defs d WHERE d.relid = s.stream)"
-							  "  FROM streamproc.source_defs s WHERE id = $1 AND enabled AND kind = 'kafka'",
-							  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
+	if (sp_source_worker_lookup(id,
+								"SELECT name, stream, brokers, topic, format, start, parallelism,"
+								"       batch_size, (extract(epoch FROM batch_timeout) * 1000)::int, options,"
+								"       (SELECT event_time_att FROM streamproc.stream_defs d WHERE d.relid = s.stream)"
+								"  FROM streamproc.source_defs s WHERE id = $1 AND enabled AND kind = 'kafka'",
+								true))
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -307,9 +240,7 @@ load_source(int32 id, int32 index)
 											 ALLOCSET_DEFAULT_SIZES);
 		MemoryContextSwitchTo(old);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	sp_worker_xact_commit();
 	return src;
 }
 
@@ -472,10 +403,7 @@ assign(Source *src)
 		src->by_id[src->parts[i].id] = &src->parts[i];
 	MemoryContextSwitchTo(old);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	sp_worker_xact_begin();
 	for (i = 0; i < src->nparts; i++)
 	{
 		Partition  *p = &src->parts[i];
@@ -530,9 +458,7 @@ assign(Source *src)
 				elog(ERROR, "could not write streamproc.stream_inputs");
 		}
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	sp_worker_xact_commit();
 
 	initStringInfo(&list);
 	for (i = 0; i < src->nparts; i++)
@@ -609,7 +535,7 @@ static int
 decode_messages(Source *src, int from, Rows *rows, List **dead)
 {
 	MemoryContext batch_cxt = src->batch_cxt;
-	ResourceOwner owner = CurrentResourceOwner;
+	SpSubxact	sx;
 	volatile int i = from;
 	int			natts = src->desc->natts;
 	Datum	   *values[2];
@@ -623,7 +549,7 @@ decode_messages(Source *src, int from, Rows *rows, List **dead)
 		nulls[r] = MemoryContextAlloc(batch_cxt, sizeof(bool) * natts);
 	}
 
-	BeginInternalSubTransaction(NULL);
+	sp_subxact_begin(&sx, batch_cxt);
 	MemoryContextSwitchTo(src->row_cxt);
 	PG_TRY();
 	{
@@ -688,24 +614,13 @@ decode_messages(Source *src, int from, Rows *rows, List **dead)
 			MemoryContextSwitchTo(src->row_cxt);
 		}
 		MemoryContextSwitchTo(batch_cxt);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(batch_cxt);
-		CurrentResourceOwner = owner;
+		sp_subxact_end(&sx, true);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-		const char *col;
+		ErrorData  *edata = sp_subxact_catch(&sx);
+		const char *col = sp_decoder_column(src->decoder);
 
-		MemoryContextSwitchTo(batch_cxt);
-		edata = CopyErrorData();
-		if (!is_data_error(edata->sqlerrcode))
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(batch_cxt);
-		CurrentResourceOwner = owner;
-		col = sp_decoder_column(src->decoder);
 		add_dead_letter(dead, i,
 						col ? psprintf("column \"%s\": %s", col, edata->message) : edata->message);
 		find_partition(src, src->msgs[i]->partition)->dead++;
@@ -725,17 +640,7 @@ apply_rows(Source *src, Rows *rows, int from, int to, bool with_inputs)
 	batch.stream = src->stream;
 	batch.inputs = inputs;
 	for (i = from; i < to; i++)
-	{
-		Tuplestorestate **store = rows->weights[i] > 0 ? &batch.rows : &batch.retractions;
-
-		if (*store == NULL)
-			*store = tuplestore_begin_heap(false, false, Max(work_mem, 64 * 1024));
-		tuplestore_puttuple(*store, rows->tuples[i]);
-		if (rows->weights[i] > 0)
-			batch.nrows++;
-		else
-			batch.nretractions++;
-	}
+		sp_batch_add(&batch, rows->tuples[i], rows->weights[i]);
 	if (with_inputs)
 	{
 		for (i = 0; i < src->nparts; i++)
@@ -751,10 +656,7 @@ apply_rows(Source *src, Rows *rows, int from, int to, bool with_inputs)
 		}
 	}
 	sp_apply_batch(&batch);
-	if (batch.rows)
-		tuplestore_end(batch.rows);
-	if (batch.retractions)
-		tuplestore_end(batch.retractions);
+	sp_batch_end(&batch);
 }
 
 /*
@@ -767,29 +669,18 @@ static void
 apply_or_bisect(Source *src, Rows *rows, int from, int to, bool with_inputs,
 				List **dead)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	SpSubxact	sx;
 	ErrorData  *edata = NULL;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
+	sp_subxact_begin(&sx, CurrentMemoryContext);
 	PG_TRY();
 	{
 		apply_rows(src, rows, from, to, with_inputs);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		sp_subxact_end(&sx, true);
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		if (!is_data_error(edata->sqlerrcode))
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		edata = sp_subxact_catch(&sx);
 	}
 	PG_END_TRY();
 
@@ -830,51 +721,22 @@ static void
 write_dead_letters(Source *src, List *dead)
 {
 	ListCell   *lc;
-	static SPIPlanPtr plan = NULL;
 
-	if (plan == NULL)
-	{
-		plan = SPI_prepare("INSERT INTO streamproc.dead_letters"
-						   " (source, topic, partition, \"offset\", key, payload, error)"
-						   " VALUES ($1, $2, $3, $4, $5, $6, $7)", 7,
-						   (Oid[]) {TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID});
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the dead-letter insert");
-	}
 	foreach(lc, dead)
 	{
 		DeadLetter *d = lfirst(lc);
 		rd_kafka_message_t *m = src->msgs[d->msg];
-		Datum		values[7];
-		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		SpDeadLetter letter = {0};
 
-		values[0] = CStringGetTextDatum(src->name);
-		values[1] = CStringGetTextDatum(src->topic);
-		values[2] = Int32GetDatum(m->partition);
-		values[3] = Int64GetDatum(m->offset);
-		if (m->key != NULL)
-		{
-			bytea	   *k = palloc(VARHDRSZ + m->key_len);
-
-			SET_VARSIZE(k, VARHDRSZ + m->key_len);
-			memcpy(VARDATA(k), m->key, m->key_len);
-			values[4] = PointerGetDatum(k);
-		}
-		else
-			nulls[4] = 'n';
-		if (m->payload != NULL)
-		{
-			bytea	   *b = palloc(VARHDRSZ + m->len);
-
-			SET_VARSIZE(b, VARHDRSZ + m->len);
-			memcpy(VARDATA(b), m->payload, m->len);
-			values[5] = PointerGetDatum(b);
-		}
-		else
-			nulls[5] = 'n';
-		values[6] = CStringGetTextDatum(d->error);
-		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write a dead letter");
+		letter.topic = src->topic;
+		letter.partition = m->partition;
+		letter.offset = m->offset;
+		letter.key = m->key;
+		letter.key_len = m->key_len;
+		letter.payload = m->payload;
+		letter.payload_len = m->len;
+		letter.error = d->error;
+		sp_write_dead_letter(src->name, &letter);
 	}
 }
 
@@ -1140,22 +1002,11 @@ static void
 tick(Source *src)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	long		secs;
-	int			usecs;
 	int			i;
 	bool		changed = false;
 
-	if (!TimestampDifferenceExceeds(src->last_tick, now, 1000))
+	if (!sp_worker_rate_tick(&src->rate, src->slot, now))
 		return;
-	TimestampDifference(src->last_tick, now, &secs, &usecs);
-	if (src->last_tick != 0)
-	{
-		double		elapsed = secs + usecs / 1e6;
-
-		src->slot->rows_per_sec = (src->slot->rows_total - src->rows_at_tick) / elapsed;
-	}
-	src->rows_at_tick = src->slot->rows_total;
-	src->last_tick = now;
 
 	/* lag for streamproc.source_partitions while no batch writes it */
 	for (i = 0; i < src->nparts; i++)
@@ -1169,10 +1020,7 @@ tick(Source *src)
 	}
 	if (changed)
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
+		sp_worker_xact_begin();
 		for (i = 0; i < src->nparts; i++)
 		{
 			Oid			types[3] = {INT4OID, INT4OID, INT8OID};
@@ -1191,9 +1039,7 @@ tick(Source *src)
 								  3, types, values, NULL, false, 0);
 			src->parts[i].hwm_reported = hi;
 		}
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		sp_worker_xact_commit();
 	}
 
 	/* after broker trouble: healthy again once the brokers answer */
@@ -1241,9 +1087,12 @@ tick(Source *src)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* consume and apply until an error */
 static void
-consume(Source *src)
+consume(void *arg)
 {
+	Source	   *src = arg;
+
 	if (src->rk == NULL)
 		create_consumer(src);
 	if (!src->assigned)
@@ -1267,121 +1116,33 @@ consume(Source *src)
 	}
 }
 
-/* is the source still there to run? */
-static bool
-source_wanted(int32 id)
+/* after an error: start over from the committed offsets */
+static void
+start_over(void *arg)
 {
-	bool		wanted = false;
+	Source	   *src = arg;
 
 	PG_TRY();
 	{
-		Oid			types[1] = {INT4OID};
-		Datum		values[1] = {Int32GetDatum(id)};
-
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		wanted = OidIsValid(get_extension_oid("streamproc", true)) &&
-			SPI_execute_with_args("SELECT 1 FROM streamproc.source_defs WHERE id = $1 AND enabled",
-								  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
-			SPI_processed == 1;
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		if (src->rk != NULL)
+			unassign(src);
 	}
 	PG_CATCH();
 	{
 		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		wanted = false;
 	}
 	PG_END_TRY();
-	return wanted;
 }
 
 void
 sp_kafka_source_main(Datum arg)
 {
-	SpSourceWorkerArgs args;
-	Source	   *src;
-	LOCKTAG		tag;
-	bool		locked;
-	int			backoff_ms = 1000;
-	TimestampTz last_failure = 0;
+	SpSourceWorkerArgs args = sp_source_worker_start();
+	Source	   *src = load_source(args.source_id, args.worker_index);
 
-	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-
-	src = load_source(args.source_id, args.worker_index);
 	if (src == NULL)
 		proc_exit(0);
-	pgstat_report_appname(src->name);
-
-	/* one process per (source, worker index), whatever happens */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) src->id, (uint32) src->index, SP_LOCK_FIELD4);
-	StartTransactionCommand();
-	locked = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
-	CommitTransactionCommand();
-	if (!locked)
-	{
-		ereport(LOG,
-				(errmsg("streamproc source \"%s\" worker %d is already running", src->name, src->index)));
-		proc_exit(1);
-	}
-	src->slot = sp_worker_slot_claim(src->id, src->index);
+	src->slot = sp_source_worker_claim(src->name, src->id, src->index, true);
 	current = src;
-
-	for (;;)
-	{
-		MemoryContext cxt = CurrentMemoryContext;
-
-		PG_TRY();
-		{
-			consume(src);
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			HOLD_INTERRUPTS();
-			MemoryContextSwitchTo(src->cxt);
-			edata = CopyErrorData();
-			EmitErrorReport();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			MemoryContextSwitchTo(cxt);
-			RESUME_INTERRUPTS();
-
-			/* start over from the committed offsets */
-			PG_TRY();
-			{
-				if (src->rk != NULL)
-					unassign(src);
-			}
-			PG_CATCH();
-			{
-				FlushErrorState();
-			}
-			PG_END_TRY();
-			if (!source_wanted(src->id))
-				proc_exit(0);
-			report_error(src, edata->message);
-			FreeErrorData(edata);
-
-			/* back off more while failures keep coming */
-			if (TimestampDifferenceExceeds(last_failure, GetCurrentTimestamp(), 60000))
-				backoff_ms = 1000;
-			last_failure = GetCurrentTimestamp();
-
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 backoff_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			backoff_ms = Min(backoff_ms * 2, 30000);
-		}
-		PG_END_TRY();
-	}
+	sp_source_worker_loop(src->id, src->slot, src->cxt, consume, start_over, src);
 }

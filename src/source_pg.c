@@ -40,7 +40,8 @@
  * leaves that alone, so later changes stay consistent (it only notes the
  * row's values upstream, for the TOASTed values of its next change).  How
  * changes become rows is in source_pg_rows.c; this file is the replication
- * connection, the position and the worker's life.
+ * connection, the position and the worker's life (its start, runs,
+ * backoff and error reports as every source worker's: source_worker.c).
  *
  * Bad input.  A change whose values the stream's column types reject, or
  * whose rows a view cannot take (a data error, found by bisecting the
@@ -54,19 +55,15 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "replication/logicalproto.h"
 #include "replication/walreceiver.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lmgr.h"
-#include "storage/lock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -80,55 +77,13 @@
 #include "catalog.h"
 #include "source_pg.h"
 #include "source_pg_rows.h"
+#include "source_worker.h"
 #include "upstream.h"
 #include "workers.h"
-
-/* advisory lock space for "(source, worker index) is running" (as source_kafka.c) */
-#define SP_LOCK_FIELD4 0x5350
 
 /* how often the upstream hears from us at least (wal_sender_timeout is 60 s) */
 #define FEEDBACK_INTERVAL_MS 10000
 
-
-/* ------------------------------------------------------------------------
- * Errors
- * ------------------------------------------------------------------------
- */
-
-/* record a source error in the catalog, where it outlives this process */
-static void
-record_error_in_catalog(PgSource *src, const char *msg)
-{
-	MemoryContext old = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		Oid			types[2] = {INT4OID, TEXTOID};
-		Datum		values[2];
-
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		values[0] = Int32GetDatum(src->id);
-		values[1] = CStringGetTextDatum(msg);
-		SPI_execute_with_args("UPDATE streamproc.source_defs"
-							  "   SET last_error = $2, last_error_at = pg_catalog.now()"
-							  " WHERE id = $1",
-							  2, types, values, NULL, false, 0);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(old);
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-}
 
 /* ------------------------------------------------------------------------
  * The source definition and the stream
@@ -144,24 +99,17 @@ static PgSource *
 load_source(int32 id)
 {
 	PgSource   *src = NULL;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(id)};
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (OidIsValid(get_extension_oid("streamproc", true)) &&
-		SPI_execute_with_args("SELECT name, stream, conninfo, publication, source_table, slot,"
-							  "       snapshot, slot_created, row_identity, batch_size,"
-							  "       (extract(epoch FROM batch_timeout) * 1000)::int,"
-							  "       (SELECT event_time_att FROM streamproc.stream_defs d WHERE d.relid = s.stream),"
-							  "       owner"
-							  "  FROM streamproc.source_defs s"
-							  " WHERE id = $1 AND enabled AND kind = 'pg'"
-							  "   FOR KEY SHARE SKIP LOCKED",
-							  1, types, values, NULL, false, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
+	if (sp_source_worker_lookup(id,
+								"SELECT name, stream, conninfo, publication, source_table, slot,"
+								"       snapshot, slot_created, row_identity, batch_size,"
+								"       (extract(epoch FROM batch_timeout) * 1000)::int,"
+								"       (SELECT event_time_att FROM streamproc.stream_defs d WHERE d.relid = s.stream),"
+								"       owner"
+								"  FROM streamproc.source_defs s"
+								" WHERE id = $1 AND enabled AND kind = 'pg'"
+								"   FOR KEY SHARE SKIP LOCKED",
+								false))
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -200,9 +148,7 @@ load_source(int32 id)
 												ALLOCSET_DEFAULT_SIZES);
 		MemoryContextSwitchTo(old);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	sp_worker_xact_commit();
 	return src;
 }
 
@@ -1160,17 +1106,10 @@ static void
 tick(PgSource *src)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	long		secs;
-	int			usecs;
 	XLogRecPtr	hw;
 
-	if (!TimestampDifferenceExceeds(src->last_tick, now, 1000))
+	if (!sp_worker_rate_tick(&src->rate, src->wslot, now))
 		return;
-	TimestampDifference(src->last_tick, now, &secs, &usecs);
-	if (src->last_tick != 0)
-		src->wslot->rows_per_sec = (src->wslot->rows_total - src->rows_at_tick) / (secs + usecs / 1e6);
-	src->rows_at_tick = src->wslot->rows_total;
-	src->last_tick = now;
 
 	/*
 	 * Lag: the upstream's WAL end minus what is committed here; nothing
@@ -1185,18 +1124,13 @@ tick(PgSource *src)
 		Oid			types[2] = {INT4OID, INT8OID};
 		Datum		values[2];
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
+		sp_worker_xact_begin();
 		values[0] = Int32GetDatum(src->id);
 		values[1] = Int64GetDatum((int64) hw);
 		SPI_execute_with_args("UPDATE streamproc.source_offsets SET high_watermark = $2"
 							  " WHERE source = $1 AND partition = 0",
 							  2, types, values, NULL, false, 0);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		sp_worker_xact_commit();
 		src->hw_reported = hw;
 	}
 	if (TimestampDifferenceExceeds(src->last_feedback, now, FEEDBACK_INTERVAL_MS) ||
@@ -1335,10 +1269,12 @@ check_upstream(PgSource *src)
 						 src->slot)));
 }
 
-/* connect, find where we stand, stream */
+/* connect, find where we stand, stream (until an error) */
 static void
-run(PgSource *src)
+run(void *arg)
 {
+	PgSource   *src = arg;
+
 	MemoryContextReset(src->conn_cxt);
 	MemoryContextSwitchTo(src->conn_cxt);
 	src->streaming = false;
@@ -1356,121 +1292,35 @@ run(PgSource *src)
 	stream(src);
 }
 
-/* is the source still there to run? */
-static bool
-source_wanted(int32 id)
+/* after an error: start over from the committed position, on a new connection */
+static void
+start_over(void *arg)
 {
-	bool		wanted = false;
+	PgSource   *src = arg;
 
 	PG_TRY();
 	{
-		Oid			types[1] = {INT4OID};
-		Datum		values[1] = {Int32GetDatum(id)};
-
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		wanted = OidIsValid(get_extension_oid("streamproc", true)) &&
-			SPI_execute_with_args("SELECT 1 FROM streamproc.source_defs WHERE id = $1 AND enabled",
-								  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
-			SPI_processed == 1;
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		sp_upstream_disconnect(&src->conn);
 	}
 	PG_CATCH();
 	{
 		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		wanted = false;
+		src->conn = NULL;
 	}
 	PG_END_TRY();
-	return wanted;
+	src->streaming = false;
+	reset_batch(src);
 }
 
 void
 sp_pg_source_main(Datum arg)
 {
-	SpSourceWorkerArgs args;
-	PgSource   *src;
-	LOCKTAG		tag;
-	bool		locked;
-	int			backoff_ms = 1000;
-	TimestampTz last_failure = 0;
+	SpSourceWorkerArgs args = sp_source_worker_start();
+	PgSource   *src = load_source(args.source_id);
 
-	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-
-	src = load_source(args.source_id);
 	if (src == NULL)
 		proc_exit(0);
-	pgstat_report_appname(src->name);
-
-	/* one process per source, whatever happens */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) src->id, 0, SP_LOCK_FIELD4);
-	StartTransactionCommand();
-	locked = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
-	CommitTransactionCommand();
-	if (!locked)
-	{
-		ereport(LOG,
-				(errmsg("streamproc source \"%s\" is already running", src->name)));
-		proc_exit(1);
-	}
-	src->wslot = sp_worker_slot_claim(src->id, 0);
-
-	for (;;)
-	{
-		MemoryContext cxt = CurrentMemoryContext;
-
-		PG_TRY();
-		{
-			run(src);
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			HOLD_INTERRUPTS();
-			MemoryContextSwitchTo(src->cxt);
-			edata = CopyErrorData();
-			EmitErrorReport();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			MemoryContextSwitchTo(cxt);
-			RESUME_INTERRUPTS();
-
-			/* start over from the committed position, on a new connection */
-			PG_TRY();
-			{
-				sp_upstream_disconnect(&src->conn);
-			}
-			PG_CATCH();
-			{
-				FlushErrorState();
-				src->conn = NULL;
-			}
-			PG_END_TRY();
-			src->streaming = false;
-			reset_batch(src);
-			if (!source_wanted(src->id))
-				proc_exit(0);
-			sp_worker_report_error(src->wslot, edata->message);
-			record_error_in_catalog(src, edata->message);
-			FreeErrorData(edata);
-
-			if (TimestampDifferenceExceeds(last_failure, GetCurrentTimestamp(), 60000))
-				backoff_ms = 1000;
-			last_failure = GetCurrentTimestamp();
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 backoff_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			backoff_ms = Min(backoff_ms * 2, 30000);
-		}
-		PG_END_TRY();
-	}
+	/* one worker per source: index 0 */
+	src->wslot = sp_source_worker_claim(src->name, src->id, 0, false);
+	sp_source_worker_loop(src->id, src->wslot, src->cxt, run, start_over, src);
 }

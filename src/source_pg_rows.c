@@ -29,26 +29,12 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/pg_lsn.h"
 #include "utils/resowner.h"
 
 #include "apply.h"
 #include "catalog.h"
+#include "source_batch.h"
 #include "source_pg_rows.h"
-
-/* errors about a row's data: the change is set aside, the batch goes on */
-static bool
-is_data_error(int sqlerrcode)
-{
-	const char *state = unpack_sql_state(sqlerrcode);
-
-	return strncmp(state, "22", 2) == 0 ||	/* data exception */
-		strncmp(state, "23", 2) == 0 || /* integrity constraint */
-		strncmp(state, "P0", 2) == 0 || /* raised by a PL/pgSQL function */
-		strncmp(state, "2F", 2) == 0 || /* SQL routine exception */
-		strncmp(state, "38", 2) == 0 || /* external routine exception */
-		strncmp(state, "39", 2) == 0;	/* external routine invocation */
-}
 
 /* ------------------------------------------------------------------------
  * Keys and values: upstream text values, stream columns
@@ -747,7 +733,7 @@ derive(PgSource *src, Change *changes, int n, char **dead, Derived *d)
 {
 	HASH_SEQ_STATUS seq;
 	Entry	   *e;
-	ResourceOwner owner = CurrentResourceOwner;
+	SpSubxact	sx;
 	volatile int i = 0;
 
 	MemoryContextReset(src->derive_cxt);
@@ -762,8 +748,7 @@ derive(PgSource *src, Change *changes, int n, char **dead, Derived *d)
 
 	while (i < n)
 	{
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(src->derive_cxt);
+		sp_subxact_begin(&sx, src->derive_cxt);
 		PG_TRY();
 		{
 			for (; i < n; i++)
@@ -784,23 +769,13 @@ derive(PgSource *src, Change *changes, int n, char **dead, Derived *d)
 					remember_set_aside(src, &changes[i]);
 				}
 			}
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(src->derive_cxt);
-			CurrentResourceOwner = owner;
+			sp_subxact_end(&sx, true);
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
 			int			att = src->cur_att;
+			ErrorData  *edata = sp_subxact_catch(&sx);
 
-			MemoryContextSwitchTo(src->derive_cxt);
-			edata = CopyErrorData();
-			if (!is_data_error(edata->sqlerrcode))
-				PG_RE_THROW();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(src->derive_cxt);
-			CurrentResourceOwner = owner;
 			src->cur_att = -1;
 			/* its rows so far go; the copy was not touched yet */
 			while (d->nrows > 0 && d->change[d->nrows - 1] == i)
@@ -828,17 +803,7 @@ apply_rows(PgSource *src, Derived *d, int to, bool with_inputs)
 
 	batch.stream = src->stream;
 	for (r = 0; r < to; r++)
-	{
-		Tuplestorestate **store = d->weights[r] > 0 ? &batch.rows : &batch.retractions;
-
-		if (*store == NULL)
-			*store = tuplestore_begin_heap(false, false, Max(work_mem, 64 * 1024));
-		tuplestore_puttuple(*store, d->tuples[r]);
-		if (d->weights[r] > 0)
-			batch.nrows++;
-		else
-			batch.nretractions++;
-	}
+		sp_batch_add(&batch, d->tuples[r], d->weights[r]);
 	if (with_inputs)
 	{
 		input.name = src->input;
@@ -848,10 +813,7 @@ apply_rows(PgSource *src, Derived *d, int to, bool with_inputs)
 		batch.ninputs = 1;
 	}
 	sp_apply_batch(&batch);
-	if (batch.rows)
-		tuplestore_end(batch.rows);
-	if (batch.retractions)
-		tuplestore_end(batch.retractions);
+	sp_batch_end(&batch);
 }
 
 /*
@@ -881,32 +843,18 @@ sp_pg_apply_progress(PgSource *src, bool has_event_time, TimestampTz max_event_t
 static ErrorData *
 try_apply(PgSource *src, Derived *d, int to, bool with_inputs, bool keep)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	SpSubxact	sx;
 	ErrorData  *edata = NULL;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
+	sp_subxact_begin(&sx, CurrentMemoryContext);
 	PG_TRY();
 	{
 		apply_rows(src, d, to, with_inputs);
-		if (keep)
-			ReleaseCurrentSubTransaction();
-		else
-			RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		sp_subxact_end(&sx, keep);
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		if (!is_data_error(edata->sqlerrcode))
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		edata = sp_subxact_catch(&sx);
 	}
 	PG_END_TRY();
 	return edata;
@@ -964,50 +912,25 @@ change_payload(PgSource *src, Change *c, const char *oldkey)
 static void
 write_dead_letters(PgSource *src, Change *changes, int n, char **dead)
 {
-	static SPIPlanPtr plan = NULL;
 	int			i;
 
-	if (plan == NULL)
-	{
-		plan = SPI_prepare("INSERT INTO streamproc.dead_letters (source, lsn, key, payload, error)"
-						   " VALUES ($1, $2, $3, $4, $5)", 5,
-						   (Oid[]) {TEXTOID, LSNOID, BYTEAOID, BYTEAOID, TEXTOID});
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the dead-letter insert");
-	}
 	for (i = 0; i < n; i++)
 	{
 		Change	   *c = &changes[i];
-		Datum		values[5];
-		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+		SpDeadLetter letter = {0};
 		const char *key = c->key ? c->key : c->oldkey;
 		char	   *payload;
 
 		if (dead[i] == NULL)
 			continue;
 		payload = change_payload(src, c, c->oldkey);
-		values[0] = CStringGetTextDatum(src->name);
-		values[1] = LSNGetDatum(c->lsn);
-		if (key)
-		{
-			bytea	   *k = palloc(VARHDRSZ + strlen(key));
-
-			SET_VARSIZE(k, VARHDRSZ + strlen(key));
-			memcpy(VARDATA(k), key, strlen(key));
-			values[2] = PointerGetDatum(k);
-		}
-		else
-			nulls[2] = 'n';
-		{
-			bytea	   *b = palloc(VARHDRSZ + strlen(payload));
-
-			SET_VARSIZE(b, VARHDRSZ + strlen(payload));
-			memcpy(VARDATA(b), payload, strlen(payload));
-			values[3] = PointerGetDatum(b);
-		}
-		values[4] = CStringGetTextDatum(dead[i]);
-		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write a dead letter");
+		letter.lsn = c->lsn;
+		letter.key = key;
+		letter.key_len = key ? strlen(key) : 0;
+		letter.payload = payload;
+		letter.payload_len = strlen(payload);
+		letter.error = dead[i];
+		sp_write_dead_letter(src->name, &letter);
 	}
 }
 

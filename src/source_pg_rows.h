@@ -13,6 +13,7 @@
 #include "replication/walreceiver.h"
 #include "utils/hsearch.h"
 
+#include "source_worker.h"
 #include "workers.h"
 
 /* keys longer than this are replaced by a digest */
@@ -138,9 +139,8 @@ typedef struct PgSource
 	MemoryContext derive_cxt;	/* reset per derivation */
 
 	SpWorkerSlot *wslot;
-	TimestampTz last_tick;
+	SpWorkerRate rate;
 	TimestampTz last_feedback;
-	int64		rows_at_tick;
 	bool		streaming;
 } PgSource;
 

@@ -60,16 +60,6 @@ default_slot_name(const char *name)
 	return buf.data;
 }
 
-static void
-spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
-		int expected)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "SPI_execute_with_args failed (%d): %s", rc, sql);
-}
-
 /*
  * Everything create_pg_source checks upstream; returns whether the slot
  * exists already.
@@ -194,15 +184,8 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 	char	   *table;
 	bool		exists;
 	SpSavedUser su;
-	int			i;
 
-	for (i = 0; i < 7; i++)
-		if (PG_ARGISNULL(i) && i != 5)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("argument %d of create_pg_source must not be NULL", i + 1)));
-	sp_check_extension();
-	sp_check_source_admin("create");
+	sp_check_create_source(fcinfo, "create_pg_source", 7, 5);
 
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	stream = PG_GETARG_OID(1);
@@ -212,14 +195,7 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 	slot = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
 	snapshot = PG_GETARG_BOOL(6);
 
-	sp_check_source_name(name);
-	if (!sp_is_stream(stream) || !sp_catalog_stream_exists(stream))
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a stream", get_rel_name(stream) ? get_rel_name(stream) : "?"),
-				 errhint("Create it with streamproc.create_stream().")));
-	if (pg_class_aclcheck(stream, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FOREIGN_TABLE, get_rel_name(stream));
+	sp_check_source_stream(name, stream);
 	sp_upstream_check_conninfo(conninfo);
 	if (publication[0] == '\0')
 		ereport(ERROR,
@@ -249,14 +225,14 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 
 		values[0] = CStringGetTextDatum(name);
 		values[1] = CStringGetTextDatum(slot ? slot : default_slot_name(name));
-		spi_run("SELECT 1 FROM streamproc.source_defs WHERE name = $1", 1, types, values, NULL,
-				SPI_OK_SELECT);
+		sp_spi_run("SELECT 1 FROM streamproc.source_defs WHERE name = $1", 1, types, values, NULL,
+				   SPI_OK_SELECT);
 		if (SPI_processed > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
 					 errmsg("source \"%s\" already exists", name)));
-		spi_run("SELECT name FROM streamproc.source_defs WHERE kind = 'pg' AND slot = $2 AND conninfo IS NOT NULL",
-				2, types, values, NULL, SPI_OK_SELECT);
+		sp_spi_run("SELECT name FROM streamproc.source_defs WHERE kind = 'pg' AND slot = $2 AND conninfo IS NOT NULL",
+				   2, types, values, NULL, SPI_OK_SELECT);
 		if (SPI_processed > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -287,11 +263,11 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 		values[6] = CStringGetTextDatum(slot ? slot : default_slot_name(name));
 		values[7] = BoolGetDatum(snapshot);
 		values[8] = BoolGetDatum(!exists);
-		spi_run("INSERT INTO streamproc.source_defs"
-				" (name, kind, stream, owner, format, batch_size, batch_timeout,"
-				"  conninfo, publication, source_table, slot, snapshot, slot_created)"
-				" VALUES ($1, 'pg', $2, $3, 'pgoutput', 10000, '100 ms', $4, $5, $6, $7, $8, $9)",
-				9, types, values, NULL, SPI_OK_INSERT);
+		sp_spi_run("INSERT INTO streamproc.source_defs"
+				   " (name, kind, stream, owner, format, batch_size, batch_timeout,"
+				   "  conninfo, publication, source_table, slot, snapshot, slot_created)"
+				   " VALUES ($1, 'pg', $2, $3, 'pgoutput', 10000, '100 ms', $4, $5, $6, $7, $8, $9)",
+				   9, types, values, NULL, SPI_OK_INSERT);
 	}
 	SPI_finish();
 	sp_catalog_leave(&su);
@@ -346,9 +322,9 @@ sp_pg_source_before_drop(int32 source_id)
 	MemoryContext cxt = CurrentMemoryContext;
 
 	SPI_connect();
-	spi_run("SELECT name, conninfo, slot, slot_created FROM streamproc.source_defs"
-			" WHERE id = $1 AND kind = 'pg'",
-			1, types, values, NULL, SPI_OK_SELECT);
+	sp_spi_run("SELECT name, conninfo, slot, slot_created FROM streamproc.source_defs"
+			   " WHERE id = $1 AND kind = 'pg'",
+			   1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
 		SPI_finish();
