@@ -276,8 +276,14 @@ create_consumer(Source *src)
 	conf_set(conf, "enable.auto.commit", "false");
 	conf_set(conf, "enable.auto.offset.store", "false");
 	conf_set(conf, "auto.offset.reset", "earliest");
-	/* a message produced now should be in a batch within batch_timeout */
-	conf_set(conf, "fetch.wait.max.ms", "50");
+	/*
+	 * How long a fetch may wait at the broker for data to arrive: it bounds
+	 * how late a message produced into an idle partition reaches us (a
+	 * batch then closes batch_timeout after its first message).  20 ms
+	 * keeps produce-to-view at 50k messages/s under a quarter second, at
+	 * the price of 50 fetch requests a second to each broker while idle.
+	 */
+	conf_set(conf, "fetch.wait.max.ms", "20");
 	/*
 	 * Prefetch: two batches, so that the next one is waiting while one is
 	 * applied, and at most 16 MB (the queue is shared by all the worker's
@@ -286,6 +292,13 @@ create_consumer(Source *src)
 	snprintf(batch, sizeof(batch), "%d", Max(2 * src->batch_size, 1000));
 	conf_set(conf, "queued.min.messages", batch);
 	conf_set(conf, "queued.max.messages.kbytes", "16384");
+	/*
+	 * ... and what one fetch response may add on top of that (its
+	 * partitions' shares, up to max.partition.fetch.bytes each, still
+	 * compressed): 8 MB rather than librdkafka's 50 MB, so that memory stays
+	 * bounded however many partitions the worker reads.
+	 */
+	conf_set(conf, "fetch.max.bytes", "8388608");
 	conf_set(conf, "log.queue", "true");
 	forboth(n, src->option_names, v, src->option_values)
 		conf_set(conf, lfirst(n), lfirst(v));
@@ -920,7 +933,7 @@ consumer_error(Source *src, rd_kafka_message_t *m)
  * next I/O or op on that broker, up to a second, even after we have drained
  * the queue.  A consumer slower than its broker would spend most of that
  * second idle.  Any request to the broker ends the sleep: a watermark query
- * for one of our partitions is cheap and refreshes the lag as a bonus.  We
+ * for one of our partitions is cheap.  We
  * ask only when the queue holds less than a batch, i.e. the next batch
  * would otherwise wait for the fetcher, and rotate over the partitions so
  * that each partition leader's broker thread gets woken in turn.
@@ -936,63 +949,78 @@ wake_fetcher(Source *src)
 		rd_kafka_queue_length(src->queue) >= (size_t) src->batch_size)
 		return;
 	p = &src->parts[src->wake_next++ % src->nparts];
-	(void) rd_kafka_query_watermark_offsets(src->rk, src->topic, p->id, &lo, &hi, 1000);
+	/*
+	 * Timeout 0: the request is sent (and wakes the broker thread), but not
+	 * waited for: the broker answers requests of a connection in order,
+	 * after a fetch that may wait up to fetch.wait.max.ms for data.
+	 */
+	(void) rd_kafka_query_watermark_offsets(src->rk, src->topic, p->id, &lo, &hi, 0);
 }
 
-/* collect up to batch_size messages, waiting at most batch_timeout */
+/*
+ * Take one message (or error event) into the batch; false if it was an
+ * error event, which is handled here.
+ */
+static bool
+take_message(Source *src, rd_kafka_message_t *m)
+{
+	if (m->err)
+	{
+		consumer_error(src, m);
+		return false;
+	}
+	src->msgs[src->nmsgs++] = m;
+	return true;
+}
+
+/*
+ * Collect up to batch_size messages: wait (up to 100 ms at a time) for the
+ * first, then take whatever else has arrived until batch_timeout after the
+ * first one.  A message is thus in a committed batch about batch_timeout
+ * plus the time to apply after it reached us, whatever the input rate.
+ */
 static void
 collect_batch(Source *src)
 {
 	TimestampTz first = 0;
 
+	while (src->nmsgs == 0)
+	{
+		rd_kafka_message_t *m = rd_kafka_consume_queue(src->queue, 100);
+
+		CHECK_FOR_INTERRUPTS();
+		rd_kafka_poll(src->rk, 0);
+		if (m == NULL)
+			return;				/* nothing within 100 ms: tick and come back */
+		if (take_message(src, m))
+			first = GetCurrentTimestamp();
+	}
 	for (;;)
 	{
-		int			wait_ms;
+		long		left = src->batch_timeout_ms -
+			(long) ((GetCurrentTimestamp() - first) / 1000);
 		ssize_t		got;
-		int			i;
+		ssize_t		i;
+		rd_kafka_message_t **got_msgs = src->msgs + src->nmsgs;
 
-		if (src->nmsgs == 0)
-			wait_ms = 100;
-		else
-		{
-			long		left = src->batch_timeout_ms -
-				(long) ((GetCurrentTimestamp() - first) / 1000);
-
-			if (left <= 0)
-				break;
-			wait_ms = Min(left, 200);
-		}
-		got = rd_kafka_consume_batch_queue(src->queue, wait_ms,
-										   src->msgs + src->nmsgs,
-										   src->batch_size - src->nmsgs);
+		if (src->nmsgs >= src->batch_size)
+			break;
+		/* what is queued already, then (if time is left) what arrives */
+		got = rd_kafka_consume_batch_queue(src->queue, (int) Max(Min(left, 200), 0),
+										   got_msgs, src->batch_size - src->nmsgs);
 		if (got < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_EXCEPTION),
 					 errmsg("could not consume from Kafka topic \"%s\": %s",
 							src->topic, rd_kafka_err2str(rd_kafka_last_error()))));
+		/* take_message appends at msgs[nmsgs]: move each one down in turn */
 		for (i = 0; i < got; i++)
-		{
-			rd_kafka_message_t *m = src->msgs[src->nmsgs];
-
-			if (m->err)
-			{
-				/* keep the array dense */
-				memmove(src->msgs + src->nmsgs, src->msgs + src->nmsgs + 1,
-						sizeof(rd_kafka_message_t *) * (got - i - 1));
-				consumer_error(src, m);
-				continue;
-			}
-			if (src->nmsgs == 0)
-				first = GetCurrentTimestamp();
-			src->nmsgs++;
-		}
+			(void) take_message(src, got_msgs[i]);
 		CHECK_FOR_INTERRUPTS();
 		rd_kafka_poll(src->rk, 0);
 		if (got > 0)
 			wake_fetcher(src);
-		if (src->nmsgs == 0 || src->nmsgs >= src->batch_size)
-			break;
-		if (src->batch_timeout_ms == 0)
+		if (left <= 0)
 			break;
 	}
 }
