@@ -114,6 +114,8 @@ typedef struct Source
 	Partition  *parts;
 	int			nparts;
 	uint32		wake_next;		/* wake_fetcher: the partition to ask next */
+	bool		queue_was_full; /* ... seen batch_size messages queued */
+	TimestampTz last_wake;		/* ... woke it last */
 	Partition **by_id;			/* topic_partitions entries, NULL if not ours */
 	int			topic_partitions;
 	bool		assigned;
@@ -944,10 +946,26 @@ wake_fetcher(Source *src)
 	Partition  *p;
 	int64		lo;
 	int64		hi;
+	TimestampTz now;
 
-	if (!src->assigned || src->nparts == 0 ||
-		rd_kafka_queue_length(src->queue) >= (size_t) src->batch_size)
+	if (!src->assigned || src->nparts == 0)
 		return;
+	if (rd_kafka_queue_length(src->queue) >= (size_t) src->batch_size)
+	{
+		src->queue_was_full = true;
+		return;
+	}
+	/*
+	 * The queue was full (the fetcher may be asleep), or a tenth of a second
+	 * has passed (the byte limit may have stopped it, which the message
+	 * count does not show).  Not at every call: each request queues behind
+	 * the fetches on the broker connection.
+	 */
+	now = GetCurrentTimestamp();
+	if (!src->queue_was_full && !TimestampDifferenceExceeds(src->last_wake, now, 100))
+		return;
+	src->queue_was_full = false;
+	src->last_wake = now;
 	p = &src->parts[src->wake_next++ % src->nparts];
 	/*
 	 * Timeout 0: the request is sent (and wakes the broker thread), but not
@@ -1005,6 +1023,8 @@ collect_batch(Source *src)
 
 		if (src->nmsgs >= src->batch_size)
 			break;
+		if (rd_kafka_queue_length(src->queue) >= (size_t) src->batch_size)
+			src->queue_was_full = true;
 		/* what is queued already, then (if time is left) what arrives */
 		got = rd_kafka_consume_batch_queue(src->queue, (int) Max(Min(left, 200), 0),
 										   got_msgs, src->batch_size - src->nmsgs);
