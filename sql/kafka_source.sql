@@ -3,21 +3,7 @@
 CREATE EXTENSION IF NOT EXISTS streamproc;
 \getenv brokers KAFKA_BROKERS
 
--- wait (up to 60 s) until a condition holds; true if it did
-CREATE FUNCTION wait_for(cond text) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-    ok boolean;
-BEGIN
-    FOR i IN 1..1200 LOOP
-        PERFORM pg_stat_clear_snapshot();
-        EXECUTE 'SELECT (' || cond || ')' INTO ok;
-        IF ok THEN RETURN true; END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RAISE WARNING 'timed out waiting for: %', cond;
-    RETURN false;
-END
-$$;
+\i sql/include/wait_for.sql
 
 SELECT streamproc.create_stream('ks_bids', 'auction bigint, price bigint, ts timestamptz, note jsonb',
                                 event_time => 'ts', watermark_delay => '5 seconds');

@@ -5,25 +5,11 @@ CREATE EXTENSION IF NOT EXISTS streamproc;
 SELECT format('host=''%s'' port=%s dbname=''%s''', current_setting('unix_socket_directories'),
               current_setting('port'), current_database()) AS conninfo \gset
 
--- wait (up to 60 s) until a condition holds; true if it did
-CREATE FUNCTION pg_wait_for(cond text) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-    ok boolean;
-BEGIN
-    FOR i IN 1..1200 LOOP
-        PERFORM pg_stat_clear_snapshot();
-        EXECUTE 'SELECT (' || cond || ')' INTO ok;
-        IF ok THEN RETURN true; END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RAISE WARNING 'timed out waiting for: %', cond;
-    RETURN false;
-END
-$$;
+\i sql/include/wait_for.sql
 -- wait until a source has applied what was committed upstream after a mark
 -- (an LSN taken before the last change of a test step)
 CREATE FUNCTION caught_up(source text, mark pg_lsn) RETURNS boolean LANGUAGE sql AS $$
-    SELECT pg_wait_for(format('(SELECT lsn > %L FROM streamproc.sources WHERE name = %L)', mark, source))
+    SELECT wait_for(format('(SELECT lsn > %L FROM streamproc.sources WHERE name = %L)', mark, source))
 $$;
 -- rows in one and not the other, both ways (0: the view equals the query)
 CREATE FUNCTION differing(v text, q text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -225,15 +211,15 @@ SELECT differing('readings_daily', $$SELECT streamproc.tumble(ts, '1 day'), sens
 -- stop and start: changes made meanwhile wait in the slot
 -- ---------------------------------------------------------------------------
 SELECT streamproc.stop_source('acc_src');
-SELECT pg_wait_for($$(SELECT state = 'stopped' AND workers = 0 FROM streamproc.sources WHERE name = 'acc_src')$$);
-SELECT pg_wait_for($$NOT (SELECT active FROM pg_replication_slots WHERE slot_name = 'streamproc_acc_src')$$);
+SELECT wait_for($$(SELECT state = 'stopped' AND workers = 0 FROM streamproc.sources WHERE name = 'acc_src')$$);
+SELECT wait_for($$NOT (SELECT active FROM pg_replication_slots WHERE slot_name = 'streamproc_acc_src')$$);
 INSERT INTO accounts VALUES (50, 'owner1', 50, NULL);
 SELECT pg_current_wal_insert_lsn() AS mark \gset
 UPDATE accounts SET balance = 0 WHERE id = 1;
 SELECT streamproc.start_source('acc_src');
 SELECT caught_up('acc_src', :'mark');
 SELECT differing('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner');
-SELECT pg_wait_for($$(SELECT state = 'running' AND lag = 0 FROM streamproc.sources WHERE name = 'acc_src')$$);
+SELECT wait_for($$(SELECT state = 'running' AND lag = 0 FROM streamproc.sources WHERE name = 'acc_src')$$);
 
 -- ---------------------------------------------------------------------------
 -- snapshot => false on a slot of one's own: only what comes after it
@@ -251,10 +237,10 @@ SELECT * FROM acc_new_totals;
 
 -- a slot gone missing: the source is in error, and retries until it is back
 SELECT streamproc.stop_source('acc_new_src');
-SELECT pg_wait_for($$NOT (SELECT active FROM pg_replication_slots WHERE slot_name = 'my_acc_slot')$$);
+SELECT wait_for($$NOT (SELECT active FROM pg_replication_slots WHERE slot_name = 'my_acc_slot')$$);
 SELECT pg_drop_replication_slot('my_acc_slot');
 SELECT streamproc.start_source('acc_new_src');
-SELECT pg_wait_for($$(SELECT state = 'error' FROM streamproc.sources WHERE name = 'acc_new_src')$$);
+SELECT wait_for($$(SELECT state = 'error' FROM streamproc.sources WHERE name = 'acc_new_src')$$);
 SELECT state, last_error FROM streamproc.sources WHERE name = 'acc_new_src';
 SELECT 'ok' FROM pg_create_logical_replication_slot('my_acc_slot', 'pgoutput');
 SELECT pg_current_wal_insert_lsn() AS mark \gset
@@ -328,7 +314,7 @@ SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'streamproc_acc_src'
 SELECT count(*) FROM streamproc.pg_source_rows r WHERE NOT EXISTS
        (SELECT 1 FROM streamproc.source_defs d WHERE d.id = r.source);
 SELECT streamproc.drop_source('acc_new_src');
-SELECT pg_wait_for($$NOT (SELECT active FROM pg_replication_slots WHERE slot_name = 'my_acc_slot')$$);
+SELECT wait_for($$NOT (SELECT active FROM pg_replication_slots WHERE slot_name = 'my_acc_slot')$$);
 SELECT pg_drop_replication_slot('my_acc_slot');
 SELECT streamproc.drop_source('docs_src');
 SELECT streamproc.drop_source('notes_src');
@@ -348,4 +334,4 @@ SELECT streamproc.drop_stream('reading_changes');
 DROP PUBLICATION acc_pub, docs_pub, notes_pub, readings_pub;
 DROP TABLE accounts, docs, notes, readings;
 DELETE FROM streamproc.dead_letters WHERE source IN ('docs_src', 'notes_src');
-DROP FUNCTION pg_wait_for(text), caught_up(text, pg_lsn), differing(text, text);
+DROP FUNCTION wait_for(text), caught_up(text, pg_lsn), differing(text, text);

@@ -5,20 +5,7 @@
 CREATE EXTENSION IF NOT EXISTS streamproc;
 \getenv brokers KAFKA_BROKERS
 
-CREATE FUNCTION wait_for(cond text) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-    ok boolean;
-BEGIN
-    FOR i IN 1..1200 LOOP
-        PERFORM pg_stat_clear_snapshot();
-        EXECUTE 'SELECT (' || cond || ')' INTO ok;
-        IF ok THEN RETURN true; END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RAISE WARNING 'timed out waiting for: %', cond;
-    RETURN false;
-END
-$$;
+\i sql/include/wait_for.sql
 
 -- one Debezium event per call, in order (one partition); the offsets are
 -- logged so that tests can wait until the source has read them all
