@@ -800,7 +800,7 @@ apply_view(CompiledView *v, Oid stream, Tuplestorestate *store, int64 nrows,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("continuous view \"%s\" cannot take rows back", v->name),
 				 errdetail_internal("%s", v->retract_why),
-				 errhint("On a stream fed by a CDC source, views may use count, sum and avg (of integer or numeric values) and tumbling or hopping windows.")));
+				 errhint("%s.", SP_RETRACT_HINT)));
 	/* a view dropped since its compilation is simply gone */
 	memset(&r, 0, sizeof(r));
 	r.rel = try_relation_open(v->state_relid, ShareRowExclusiveLock);
@@ -1074,6 +1074,6 @@ sp_check_stream_retractable(Oid stream)
 					 errmsg("continuous view \"%s\" on stream \"%s\" cannot take rows back",
 							v->name, get_rel_name(stream)),
 					 errdetail_internal("%s", v->retract_why),
-					 errhint("A CDC source deletes and updates rows.  Views on its stream may use count, sum and avg (of integer or numeric values) and tumbling or hopping windows; drop or change the view first.")));
+					 errhint("%s; drop or change the view first.", SP_RETRACT_HINT)));
 	}
 }

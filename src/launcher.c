@@ -30,7 +30,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
@@ -245,24 +244,6 @@ sp_pause_database(Oid dboid)
 	}
 }
 
-/* may the current user run CREATE DATABASE at all (rolcreatedb) */
-static bool
-has_createdb(void)
-{
-	HeapTuple	tup;
-	bool		ok = false;
-
-	if (superuser())
-		return true;
-	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
-	if (HeapTupleIsValid(tup))
-	{
-		ok = ((Form_pg_authid) GETSTRUCT(tup))->rolcreatedb;
-		ReleaseSysCache(tup);
-	}
-	return ok;
-}
-
 /* may the current user copy the database (it is a template, or theirs) */
 static bool
 may_copy(Oid dboid)
@@ -308,7 +289,7 @@ sp_workers_utility(Node *parsetree)
 			pause_if_owner(get_database_oid(((DropdbStmt *) parsetree)->dbname, true));
 			break;
 		case T_RenameStmt:
-			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE && has_createdb())
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE && have_createdb_privilege())
 				pause_if_owner(get_database_oid(((RenameStmt *) parsetree)->subname, true));
 			break;
 		case T_CreatedbStmt:
@@ -320,7 +301,7 @@ sp_workers_utility(Node *parsetree)
 				if (strcmp(d->defname, "template") != 0 || d->arg == NULL)
 					continue;
 				template = get_database_oid(defGetString(d), true);
-				if (OidIsValid(template) && has_createdb() && may_copy(template))
+				if (OidIsValid(template) && have_createdb_privilege() && may_copy(template))
 					sp_pause_database(template);
 			}
 			break;

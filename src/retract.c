@@ -245,18 +245,8 @@ sp_weighted_numeric_deserialize(PG_FUNCTION_ARGS)
 	st = MemoryContextAllocZero(aggcxt, sizeof(WeightedNumeric));
 	memcpy(&n, VARDATA_ANY(in), sizeof(n));
 	st->net = st->accumulated = (int64) pg_ntoh64(n);
-	{
-		LOCAL_FCINFO(inner, 2);
-
-		InitFunctionCallInfoData(*inner, fcinfo->flinfo, 2, InvalidOid, fcinfo->context, NULL);
-		inner->args[0].value = PointerGetDatum(in);
-		inner->args[0].isnull = false;
-		inner->args[1].value = (Datum) 0;
-		inner->args[1].isnull = true;
-		st->inner = numeric_avg_deserialize(inner);
-		isnull = inner->isnull;
-	}
-	(void) isnull;
+	st->inner = call_trans(numeric_avg_deserialize, fcinfo, PointerGetDatum(in), false,
+						   (Datum) 0, true, &isnull);
 	PG_RETURN_POINTER(st);
 }
 

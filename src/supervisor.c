@@ -164,8 +164,6 @@ reconcile(void)
 
 			if (c->handle != NULL || c->restart_at > now)
 				continue;
-			if (strcmp(c->kind, "kafka") != 0 && strcmp(c->kind, "pg") != 0)
-				continue;		/* no worker for this kind in this build */
 			{
 				MemoryContext old = MemoryContextSwitchTo(top);
 

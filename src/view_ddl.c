@@ -213,7 +213,7 @@ define_view(RangeVar *rv, RawStmt *raw, const char *source,
 					 errmsg("stream \"%s\" has a CDC source, and this continuous view cannot take rows back",
 							get_rel_name(shape->stream)),
 					 errdetail_internal("%s", why),
-					 errhint("A CDC source deletes and updates rows.  Views on its stream may use count, sum and avg (of integer or numeric values) and tumbling or hopping windows.")));
+					 errhint("%s.", SP_RETRACT_HINT)));
 	}
 
 	nspid = RangeVarGetAndCheckCreationNamespace(rv, NoLock, NULL);
