@@ -19,8 +19,9 @@
 # Usage: bench/copy_bench.sh            (see bench/README.md for the knobs)
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
+ME=copy_bench
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROWS=${BENCH_ROWS:-1000000}
 RUNS=${BENCH_RUNS:-3}
@@ -29,138 +30,34 @@ VARIANTS=${BENCH_VARIANTS:-stream plain trigger noview}
 VARIANTS=${VARIANTS//,/ }
 REQUESTED=$VARIANTS
 OUT=${BENCH_OUT:-$here/results/copy.md}
-KEEP=${BENCH_KEEP:-0}
-SEED=${BENCH_SEED:-0.42}
 WARMUP=${BENCH_WARMUP:-1}
 STMT_TIMEOUT=${BENCH_STATEMENT_TIMEOUT:-5min}   # a hung engine fails the run, not the night
-EXTRA_CONF=${BENCH_PG_CONF:-}
-if [[ -z ${PG_CONFIG:-} ]]; then
-    if [[ -x /usr/lib/postgresql/15/bin/pg_config ]]; then
-        PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-    else
-        PG_CONFIG=pg_config
-    fi
-fi
 
-die() { echo "copy_bench: $*" >&2; exit 1; }
-log() { echo "copy_bench: $*" >&2; }
-
-[[ $ROWS =~ ^[1-9][0-9]*$ ]]       || die "BENCH_ROWS must be a positive integer (got '$ROWS')"
-[[ $RUNS =~ ^[1-9][0-9]*$ ]]       || die "BENCH_RUNS must be a positive integer (got '$RUNS')"
-[[ $CHUNK_ROWS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHUNK_ROWS must be a positive integer (got '$CHUNK_ROWS')"
+posint BENCH_ROWS "$ROWS"
+posint BENCH_RUNS "$RUNS"
+posint BENCH_CHUNK_ROWS "$CHUNK_ROWS"
 for v in $VARIANTS; do
     case $v in stream|plain|trigger|noview) ;; *) die "unknown variant '$v' in BENCH_VARIANTS (stream, plain, trigger, noview)";; esac
 done
 [[ -n ${VARIANTS// /} ]] || die "BENCH_VARIANTS is empty"
 has_variant() { [[ " $VARIANTS " == *" $1 "* ]]; }
+STREAMPROC=0    # does a requested variant need the extension?
+{ has_variant stream || has_variant noview; } && STREAMPROC=1
 
-PGBIN=$("$PG_CONFIG" --bindir)    || die "cannot run $PG_CONFIG"
-PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
-SHAREDIR=$("$PG_CONFIG" --sharedir)
-for tool in initdb pg_ctl psql pg_isready; do
-    [[ -x $PGBIN/$tool ]] || die "$PGBIN/$tool not found"
-done
+find_pg
 for tool in split wc; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
-
-# The stream variant needs the extension installed (make install).  Say so up
-# front rather than failing half-way; BENCH_VARIANTS="plain trigger" skips it.
-if has_variant stream || has_variant noview; then
-    if [[ ! -f $PKGLIBDIR/streamproc.so || ! -f $SHAREDIR/extension/streamproc.control ]]; then
-        die "streamproc is not installed in $PKGLIBDIR (run: make PG_CONFIG=$PG_CONFIG && make install PG_CONFIG=$PG_CONFIG), or set BENCH_VARIANTS=\"plain trigger\""
-    fi
-    if [[ -f $repo/streamproc.so ]] && ! cmp -s "$repo/streamproc.so" "$PKGLIBDIR/streamproc.so"; then
-        log "warning: $PKGLIBDIR/streamproc.so differs from the build in $repo (forgot make install?)"
-    fi
-fi
-
-# initdb and postgres refuse to run as root: run the server side as postgres.
-if [[ $EUID -eq 0 ]]; then
-    id postgres >/dev/null 2>&1 || die "running as root but there is no postgres user"
-    as_pg() { runuser -u postgres -- "$@"; }
-else
-    as_pg() { "$@"; }
-fi
+# Say up front rather than failing half-way.
+[[ $STREAMPROC == 0 ]] || require_extension 'or set BENCH_VARIANTS="plain trigger"'
 
 # ---------------------------------------------------------------- cluster
-WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/spbench.XXXXXX")
-chmod 755 "$WORK"
-[[ $EUID -eq 0 ]] && chown postgres: "$WORK"
-DATA=$WORK/data
-SERVER_LOG=$WORK/server.log
-STARTED=0
-
-# shellcheck disable=SC2317  # invoked by the trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ $STARTED == 1 ]]; then
-        as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w -t 60 stop >/dev/null 2>&1 ||
-            as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-    fi
-    if [[ $rc -ne 0 && -f $SERVER_LOG ]]; then
-        echo "copy_bench: last lines of the server log ($SERVER_LOG):" >&2
-        tail -n 30 "$SERVER_LOG" >&2 || true
-    fi
-    if [[ $KEEP == 1 ]]; then
-        echo "copy_bench: kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# The server listens on its unix socket in $WORK only (no TCP), so it cannot
-# clash with another cluster; the port just has to be one nobody on this host
-# listens on over TCP either, to avoid confusing anyone reading `ss -l`.
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT=${BENCH_PORT:-}
-if [[ -z $PORT ]]; then
-    for p in $(seq 54329 54429); do
-        if ! port_in_use "$p"; then PORT=$p; break; fi
-    done
-    [[ -n $PORT ]] || die "no free port in 54329-54429"
-fi
-
-log "initdb in $DATA (port $PORT)"
-as_pg "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C -N >"$WORK/initdb.log" 2>&1 ||
-    { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
-
-PRELOAD=""
-{ has_variant stream || has_variant noview; } && PRELOAD="shared_preload_libraries = 'streamproc'"
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# ---- copy_bench.sh ----
-listen_addresses = ''
-port = $PORT
-unix_socket_directories = '$WORK'
-$PRELOAD
-shared_buffers = 1GB
-max_wal_size = 4GB
-checkpoint_timeout = 30min
-log_checkpoints = off
-# Stable numbers: no autovacuum kicking in mid-run (every run starts on fresh
-# tables and ends by dropping them, so nothing accumulates).
-autovacuum = off
-# Durability left at the defaults on purpose: every COPY commits and waits for
-# its WAL flush, as it would in production.
-synchronous_commit = on
-fsync = on
-$EXTRA_CONF
-EOF
-[[ $EUID -eq 0 ]] && chown postgres: "$DATA/postgresql.conf"
-
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$SERVER_LOG" -w -t 120 start >/dev/null ||
-    die "server did not start (see $SERVER_LOG)"
-STARTED=1
-
-PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -U postgres)
-"${PSQL[@]}" -d postgres -c 'CREATE DATABASE bench' >/dev/null
-PSQL+=(-d bench)
+new_workdir spbench
+# Durability left at the defaults on purpose: every COPY commits and waits
+# for its WAL flush, as it would in production.
+SETTINGS=(synchronous_commit=on)
+[[ $STREAMPROC == 0 ]] || SETTINGS+=(shared_preload_libraries=streamproc)
+start_cluster 54329 "${SETTINGS[@]}"
 psql_val() { "${PSQL[@]}" -At -c "$1"; }
 
 wait_ready() {
@@ -196,9 +93,9 @@ record_error() {  # where ("stream run 2"), step, log file
 # while the benchmark runs.  Generated once with a fixed seed; the expected
 # per-window aggregate is computed from the same rows for the checks.
 log "generating $ROWS rows"
-"${PSQL[@]}" -v rows="$ROWS" -v seed="$SEED" -v csv="$WORK/bids.csv" >/dev/null <<'SQL'
+"${PSQL[@]}" -v rows="$ROWS" -v csv="$WORK/bids.csv" >/dev/null <<'SQL'
 SET TimeZone = 'UTC';
-SELECT setseed(:seed);
+SELECT setseed(0.42);
 CREATE UNLOGGED TABLE bench_src AS
 SELECT (1000 + floor(random() * 1000))::int                                AS auction,
        (1000 + floor(random() * 10000))::int                               AS bidder,
@@ -225,19 +122,18 @@ CREATE TABLE bench_runs (
     ok boolean, check_detail text);
 SQL
 
-mkdir -p "$WORK/chunks"
-[[ $EUID -eq 0 ]] && chown postgres: "$WORK/chunks"
+read -r lines CSV_BYTES _ < <(wc -lc "$WORK/bids.csv")
+[[ $lines -eq $ROWS ]] || die "the CSV file holds $lines lines, expected $ROWS"
+as_pg mkdir "$WORK/chunks"
 as_pg split -l "$CHUNK_ROWS" -d -a 6 --additional-suffix=.csv "$WORK/bids.csv" "$WORK/chunks/c"
 rm -f "$WORK/bids.csv"
-lines=$(cat "$WORK"/chunks/c*.csv | wc -l)
-[[ $lines -eq $ROWS ]] || die "chunks hold $lines lines, expected $ROWS"
-CSV_BYTES=$(cat "$WORK"/chunks/c*.csv | wc -c)
+# The load: one COPY per chunk; psql echoes each one's row count (client
+# side, no round trip) for the checks.
 NCHUNKS=0
-: >"$WORK/load.sql"
 for f in "$WORK"/chunks/c*.csv; do
-    printf "COPY :\"target\" FROM '%s' WITH (FORMAT csv);\n" "$f" >>"$WORK/load.sql"
+    printf "COPY :\"target\" FROM '%s' WITH (FORMAT csv);\n%s\n" "$f" '\echo copied :ROW_COUNT'
     NCHUNKS=$((NCHUNKS + 1))
-done
+done >"$WORK/load.sql"
 "${PSQL[@]}" -c 'VACUUM ANALYZE' -c 'CHECKPOINT' >/dev/null
 
 # ---------------------------------------------------------------- variants
@@ -304,6 +200,7 @@ target_of() {
 # Checks, sets :ok and :detail.  Stream and trigger: the aggregate's totals
 # match the input (sum(n) = rows, sum(total) = sum(price)), and the whole
 # aggregate equals a plain GROUP BY over the input (EXCEPT ALL both ways).
+# No view: the stream took every row (:copied, the sum of COPY's counts).
 check_sql() {
     local rel
     case $1 in
@@ -313,7 +210,10 @@ SELECT (t.n = i.n AND t.total = i.total) AS ok,
 FROM (SELECT count(*) AS n, coalesce(sum(price), 0) AS total FROM bids_plain) t, bench_input i \gset
 SQL
         return ;;
-    noview) echo "SELECT true AS ok, 'nothing kept: the ceiling of COPY into a stream' AS detail \\gset"
+    noview) cat <<'SQL'
+SELECT :copied = :rows AS ok,
+       format('COPY took %s of %s rows; nothing kept: the ceiling of COPY into a stream', :copied, :rows) AS detail \gset
+SQL
         return ;;
     stream) rel=q7 ;;
     trigger) rel=bids_trig_agg ;;
@@ -338,7 +238,7 @@ SQL
 }
 
 run_variant() {  # variant run
-    local v=$1 r=$2 rlog=$WORK/$1.$2.log
+    local v=$1 r=$2 rlog=$WORK/$1.$2.log copied
     local what="run $r/$RUNS"
     [[ $r == 0 ]] && what="warm-up run"
     log "$v $what"
@@ -364,13 +264,14 @@ SQL
         return 0
     fi
     # Untimed: correctness check, then drop everything again.
+    copied=$(awk '$1 == "copied" { n += $2 } END { print n + 0 }' "$rlog")
     if ! {
         echo "SET statement_timeout = '$STMT_TIMEOUT';"
         check_sql "$v"
         cat <<'SQL'
 UPDATE bench_runs SET ok = :'ok', check_detail = :'detail' WHERE variant = :'variant' AND run = :run;
 SQL
-    } | "${PSQL[@]}" -v variant="$v" -v run="$r" >"$rlog" 2>&1; then
+    } | "${PSQL[@]}" -v variant="$v" -v run="$r" -v rows="$ROWS" -v copied="$copied" >"$rlog" 2>&1; then
         record_error "$v $what" check "$rlog"
     fi
     if ! drop_sql "$v" | "${PSQL[@]}" >"$rlog" 2>&1; then
@@ -381,7 +282,7 @@ SQL
     log "$v $what: $line"
 }
 
-if has_variant stream || has_variant noview; then
+if [[ $STREAMPROC == 1 ]]; then
     mark_log
     if ! "${PSQL[@]}" -c 'CREATE EXTENSION streamproc' >"$WORK/ext.log" 2>&1; then
         record_error "stream setup" "CREATE EXTENSION streamproc" "$WORK/ext.log"
@@ -413,12 +314,6 @@ done
 
 # ---------------------------------------------------------------- report
 PG_VERSION=$(psql_val 'SHOW server_version')
-CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
-MEM_GIB=$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo 2>/dev/null || echo '?')
-GIT=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ $GIT != unknown && -n $(git -C "$repo" status --porcelain -- src Makefile '*.sql' '*.control' 2>/dev/null) ]]; then
-    GIT="$GIT + uncommitted changes"
-fi
 AVG_ROW=$((CSV_BYTES / ROWS))
 
 # rows/s per variant: best and median over the runs that completed the load.
@@ -440,7 +335,7 @@ for v in stream plain trigger noview; do
     read -r BEST[$v] MEDIAN[$v] OKRUNS[$v] _ WALMB[$v] CHECK[$v] <<<"$(stats "$v")"
 done
 
-fmt_int() { [[ $1 =~ ^[0-9]+$ ]] || { echo 'n/a'; return; }; sed -E ':a; s/([0-9])([0-9]{3})($|,)/\1,\2\3/; ta' <<<"$1"; }
+fmt_int() { if [[ $1 =~ ^[0-9]+$ ]]; then commas "$1"; else echo 'n/a'; fi; }
 ratio() { [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ && $2 -gt 0 ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }' || echo 'n/a'; }
 times() { [[ $1 == n/a ]] && echo 'n/a' || echo "$1×"; }
 met() { [[ $1 == n/a ]] && { echo 'n/a'; return; }; awk -v x="$1" -v t="$2" 'BEGIN { print (x >= t) ? "yes" : "no" }'; }
@@ -466,11 +361,11 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "Generated by \`bench/copy_bench.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo
-    echo "- host: $(nproc) cores (\`nproc\`), ${CPU:-unknown CPU}, ${MEM_GIB} GiB RAM"
-    echo "- PostgreSQL $PG_VERSION; streamproc at git $GIT"
+    echo "- host: $(nproc) cores (\`nproc\`), $(cpu_model), $(mem_gib) GiB RAM"
+    echo "- PostgreSQL $PG_VERSION; streamproc at git $(git_commit)"
     echo "- data: $(fmt_int "$ROWS") Nexmark-style bids (~1000 auctions, ~1000 events per second of event time, ~$AVG_ROW bytes per CSV row), loaded with $NCHUNKS \`COPY ... FROM '<file>' WITH (FORMAT csv)\` statements of $(fmt_int "$CHUNK_ROWS") rows, each its own transaction, in one psql session"
     echo "- $RUNS runs per variant, round-robin, fresh tables/stream/view each run, \`CHECKPOINT\` before each (untimed)$([[ $WARMUP == 1 ]] && echo ', after one untimed warm-up run of each variant'); rows/s = rows / wall time of the whole load"
-    echo "- settings: shared_buffers=1GB, max_wal_size=4GB, checkpoint_timeout=30min, autovacuum=off; synchronous_commit=on and fsync=on (defaults: every COPY waits for its WAL flush)${EXTRA_CONF:+; extra: $(tr '\n' ' ' <<<"$EXTRA_CONF")}"
+    echo "- settings: $(join_list "${CLUSTER_SETTINGS[@]}" "${SETTINGS[@]}") (synchronous_commit and fsync on, the defaults: every COPY waits for its WAL flush)${BENCH_PG_CONF:+; extra: $(tr '\n' ' ' <<<"$BENCH_PG_CONF")}"
     echo
     echo "| variant | what | rows/s best | rows/s median | WAL MB per load (median) | check |"
     echo "| --- | --- | ---: | ---: | ---: | --- |"
@@ -495,14 +390,7 @@ mkdir -p "$(dirname "$OUT")"
                             to_char(rows / secs, 'FM999,999,999'), round(wal_bytes / 1048576),
                             coalesce(CASE WHEN ok THEN 'OK' ELSE 'MISMATCH' END || ': ' || check_detail, 'not run'))
               FROM bench_runs ORDER BY array_position(ARRAY['stream', 'plain', 'trigger', 'noview'], variant), run"
-    if [[ ${#ERRORS[@]} -gt 0 ]]; then
-        echo
-        echo "Errors (verbatim):"
-        echo
-        echo '```'
-        printf '%s\n' "${ERRORS[@]}"
-        echo '```'
-    fi
+    report_errors
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 cat "$OUT"

@@ -46,8 +46,9 @@
 # postgres user, like demo/run) or as a user who can run initdb.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
+ME=kafka_bench
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 EVENTS=${BENCH_EVENTS:-1000000}
 RUNS=${BENCH_RUNS:-3}
@@ -65,9 +66,6 @@ PARTITIONS=${BENCH_PARTITIONS:-16}
 RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-300}
 PERF_MODE=${BENCH_PERF:-auto}
 OUT=${BENCH_OUT:-$here/results/kafka.md}
-KEEP=${BENCH_KEEP:-0}
-EXTRA_CONF=${BENCH_PG_CONF:-}
-BUILD=${BENCH_BUILD:-0}
 VIEWS=${BENCH_VIEWS:-q7}                # view sets of the main lines (q7 q5 q11 ten)
 VIEWS=${VIEWS//,/ }
 FRESH_RATES=${BENCH_FRESH_RATES:-}      # bids per second; empty: no freshness part
@@ -85,41 +83,27 @@ POLL_S=0.05
 # The mock broker keeps only ~5 MiB of (lz4) batches per partition, ~80,000
 # of these bids; topics that must hold more get more partitions.
 PER_PARTITION=60000
-if [[ -z ${PG_CONFIG:-} ]]; then
-    if [[ -x /usr/lib/postgresql/15/bin/pg_config ]]; then
-        PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-    else
-        PG_CONFIG=pg_config
-    fi
-fi
 
-die() { echo "kafka_bench: $*" >&2; exit 1; }
-log() { echo "kafka_bench: $*" >&2; }
-
-[[ $EVENTS =~ ^[1-9][0-9]*$ ]]      || die "BENCH_EVENTS must be a positive integer (got '$EVENTS')"
-[[ $RUNS =~ ^[1-9][0-9]*$ ]]        || die "BENCH_RUNS must be a positive integer (got '$RUNS')"
-[[ $BATCH_SIZE =~ ^[1-9][0-9]*$ ]]  || die "BENCH_BATCH_SIZE must be a positive integer (got '$BATCH_SIZE')"
-[[ $PARTITIONS =~ ^[1-9][0-9]*$ ]]  || die "BENCH_PARTITIONS must be a positive integer (got '$PARTITIONS')"
-[[ $RUN_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUN_TIMEOUT must be a number of seconds (got '$RUN_TIMEOUT')"
+posint BENCH_EVENTS "$EVENTS"
+posint BENCH_RUNS "$RUNS"
+posint BENCH_BATCH_SIZE "$BATCH_SIZE"
+posint BENCH_PARTITIONS "$PARTITIONS"
+posint BENCH_RUN_TIMEOUT "$RUN_TIMEOUT"
 [[ -n ${PARALLELISM// /} ]]         || die "BENCH_PARALLELISM is empty"
-for p in $PARALLELISM; do
-    [[ $p =~ ^[1-9][0-9]*$ ]] || die "BENCH_PARALLELISM must list positive integers (got '$p')"
-done
+for p in $PARALLELISM; do posint BENCH_PARALLELISM "$p"; done
 [[ -n ${VIEWS// /} ]]               || die "BENCH_VIEWS is empty"
 for vs in $VIEWS $MEM_VIEWS; do
     case $vs in q7|q5|q11|ten|none) ;; *) die "unknown view set '$vs' in BENCH_VIEWS/BENCH_MEMORY_VIEWS (q7, q5, q11, ten, none)";; esac
 done
 [[ $MEM_VIEWS != *" "* ]]           || die "BENCH_MEMORY_VIEWS takes one view set"
-for r in $FRESH_RATES; do
-    [[ $r =~ ^[1-9][0-9]*$ ]] || die "BENCH_FRESH_RATES must list positive integers (got '$r')"
-done
-[[ $FRESH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_FRESH_SECONDS must be a positive integer (got '$FRESH_SECONDS')"
-[[ $FRESH_POLL_MS =~ ^[1-9][0-9]*$ ]] || die "BENCH_FRESH_POLL_MS must be a positive integer (got '$FRESH_POLL_MS')"
+for r in $FRESH_RATES; do posint BENCH_FRESH_RATES "$r"; done
+posint BENCH_FRESH_SECONDS "$FRESH_SECONDS"
+posint BENCH_FRESH_POLL_MS "$FRESH_POLL_MS"
 [[ $FRESH_WARMUP =~ ^[0-9]+$ ]]       || die "BENCH_FRESH_WARMUP must be a number of seconds (got '$FRESH_WARMUP')"
 (( FRESH_WARMUP < FRESH_SECONDS )) || [[ -z $FRESH_RATES ]] || die "BENCH_FRESH_WARMUP must be less than BENCH_FRESH_SECONDS"
 [[ $MEM_EVENTS =~ ^[0-9]+$ ]]         || die "BENCH_MEMORY_EVENTS must be a non-negative integer (got '$MEM_EVENTS')"
 [[ $MEM_INTERVAL =~ ^[0-9]*\.?[0-9]+$ ]] || die "BENCH_MEMORY_INTERVAL must be a number of seconds (got '$MEM_INTERVAL')"
-[[ $MEM_PARTS =~ ^[1-9][0-9]*$ ]]     || die "BENCH_MEMORY_PARTITIONS must be a positive integer (got '$MEM_PARTS')"
+posint BENCH_MEMORY_PARTITIONS "$MEM_PARTS"
 case $PERF_MODE in auto|0|1) ;; *) die "BENCH_PERF must be auto, 0 or 1 (got '$PERF_MODE')";; esac
 (( BASH_VERSINFO[0] >= 5 )) || die "needs bash 5 (EPOCHREALTIME)"
 
@@ -128,23 +112,9 @@ BIDGEN=$repo/bench/kafka/bidgen
 RAW=$repo/bench/kafka/raw_consume
 
 # ---------------------------------------------------------------- prerequisites
-if [[ $BUILD == 1 ]]; then
-    log "BENCH_BUILD=1: make && make install"
-    make -s -C "$repo" -j"$(nproc)" PG_CONFIG="$PG_CONFIG"
-    make -s -C "$repo" install PG_CONFIG="$PG_CONFIG" >/dev/null
-fi
-PGBIN=$("$PG_CONFIG" --bindir) || die "cannot run $PG_CONFIG (install postgresql-server-dev-15 or set PG_CONFIG)"
-PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
-SHAREDIR=$("$PG_CONFIG" --sharedir)
-for tool in initdb pg_ctl psql; do
-    [[ -x $PGBIN/$tool ]] || die "$PGBIN/$tool not found"
-done
-if [[ ! -f $PKGLIBDIR/streamproc.so || ! -f $SHAREDIR/extension/streamproc.control ]]; then
-    die "streamproc is not installed in $PKGLIBDIR: run  make PG_CONFIG=$PG_CONFIG && make install PG_CONFIG=$PG_CONFIG  (or BENCH_BUILD=1 $0)"
-fi
-if [[ -f $repo/streamproc.so ]] && ! cmp -s "$repo/streamproc.so" "$PKGLIBDIR/streamproc.so"; then
-    log "warning: $PKGLIBDIR/streamproc.so differs from the build in $repo (forgot make install?)"
-fi
+build_if_asked
+find_pg
+require_extension "or BENCH_BUILD=1 $0"
 for tool in "$MOCK" "$BIDGEN" "$RAW"; do
     [[ -x $tool ]] || die "${tool#"$repo"/} is not built: run  make PG_CONFIG=$PG_CONFIG  in $repo (or BENCH_BUILD=1 $0)"
     [[ $tool.c -nt $tool ]] && log "warning: ${tool#"$repo"/}.c is newer than ${tool#"$repo"/} (run make)"
@@ -164,60 +134,20 @@ if [[ $PERF_MODE != 0 ]]; then
     fi
 fi
 
-if [[ $EUID -eq 0 ]]; then
-    id postgres >/dev/null 2>&1 || die "running as root but there is no postgres user (install postgresql-15)"
-    as_pg() { runuser -u postgres -- "$@"; }
-else
-    as_pg() { "$@"; }
-fi
-
 # ---------------------------------------------------------------- cleanup
-WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/spkbench.XXXXXX")
-chmod 755 "$WORK"
-[[ $EUID -eq 0 ]] && chown postgres: "$WORK"
-DATA=$WORK/data
-SERVER_LOG=$WORK/server.log
-STARTED=0
 MOCK_PID=
 PSQL_PID=
 PERF_PIDS=()
 BG_PIDS=()      # freshness probe and live producer while they run
-
+# called by cleanup (bench/lib.sh) before it stops the cluster
 # shellcheck disable=SC2317  # invoked by the trap
-cleanup() {
-    local rc=$? p
-    trap - EXIT INT TERM
-    for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-    for p in "${PERF_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [[ -n $PSQL_PID ]]; then
-        [[ -n ${PSQL_IN:-} ]] && { exec {PSQL_IN}>&-; } 2>/dev/null
-        kill "$PSQL_PID" 2>/dev/null || true
-        wait "$PSQL_PID" 2>/dev/null || true
-    fi
-    if [[ $STARTED == 1 ]]; then
-        as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w -t 60 stop >/dev/null 2>&1 ||
-            as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-    fi
-    if [[ -n $MOCK_PID ]]; then
-        kill "$MOCK_PID" 2>/dev/null || true
-        wait "$MOCK_PID" 2>/dev/null || true
-    fi
-    if [[ $rc -ne 0 && -f $SERVER_LOG ]]; then
-        echo "kafka_bench: last lines of the server log:" >&2
-        tail -n 20 "$SERVER_LOG" >&2 || true
-    fi
-    if [[ $KEEP == 1 ]]; then
-        echo "kafka_bench: kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
+stop_children() {
+    local p
+    perf_stop
+    for p in "${BG_PIDS[@]}" $PSQL_PID $MOCK_PID; do kill "$p" 2>/dev/null || true; done
+    for p in "${BG_PIDS[@]}" $PSQL_PID $MOCK_PID; do wait "$p" 2>/dev/null || true; done
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+new_workdir spkbench
 
 # ---------------------------------------------------------------- helpers
 CLK_TCK=$(getconf CLK_TCK)
@@ -237,8 +167,6 @@ sys_busy_ticks() {
     read -r _cpu u n s _idle _iowait irq sirq st _rest </proc/stat
     echo $(( u + n + s + irq + sirq + st ))
 }
-# integer with thousands separators
-commas() { printf '%s' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta'; }
 # median and max of numbers on stdin
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 maxof()  { sort -g | tail -n 1; }
@@ -262,7 +190,7 @@ mb() { fdiv "${1:-0}" 1024 %.0f; }      # kB -> MB
 # is a child process still running (not a zombie)?
 running() {
     local st
-    read -r st <"/proc/$1/stat" 2>/dev/null || return 1
+    { read -r st <"/proc/$1/stat"; } 2>/dev/null || return 1     # gone (bash reaps its children)
     st=${st##*) }
     [[ ${st%% *} != Z ]]
 }
@@ -285,8 +213,7 @@ BROKERS=$(head -n 1 "$WORK/mock.out")
 [[ $BROKERS == *:* ]] || die "the mock Kafka cluster did not start: $(cat "$WORK/mock.err")"
 
 log "preloading $(commas "$EVENTS") bids (bidgen -p $PARTITIONS, lz4)"
-GEN_ARGS=(-n "$EVENTS" --start "$START_TS")
-"$BIDGEN" -b "$BROKERS" -t bids -p "$PARTITIONS" "${GEN_ARGS[@]}" 2>"$WORK/bidgen.log" ||
+"$BIDGEN" -b "$BROKERS" -t bids -p "$PARTITIONS" -n "$EVENTS" --start "$START_TS" 2>"$WORK/bidgen.log" ||
     die "bidgen failed: $(cat "$WORK/bidgen.log")"
 GEN_LINE=$(grep '^bidgen:' "$WORK/bidgen.log" | tail -n 1)
 log "  $GEN_LINE"
@@ -312,9 +239,8 @@ MAIN_TOPIC_BYTES=$TOPIC_BYTES
 
 # ---------------------------------------------------------------- (a) raw consume
 declare -A EPS WALL STARTUP WCPU MCPU BUSY CHECK WAL RAWWALL RSS
-VARIANTS=()
 RAWV="raw_consume"
-VARIANTS+=("$RAWV")
+VARIANTS=("$RAWV")
 ERRORS=()
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -344,55 +270,23 @@ for run in $(seq "$RUNS"); do
 done
 
 # ---------------------------------------------------------------- cluster
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT=${BENCH_PORT:-}
-if [[ -z $PORT ]]; then
-    for p in $(seq 54430 54530); do
-        if ! port_in_use "$p"; then PORT=$p; break; fi
-    done
-    [[ -n $PORT ]] || die "no free port in 54430-54530 (set BENCH_PORT)"
-fi
-log "initdb in $DATA (port $PORT)"
-as_pg "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C -N >"$WORK/initdb.log" 2>&1 ||
-    { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
-SETTINGS="shared_buffers=1GB, max_wal_size=4GB, checkpoint_timeout=30min, autovacuum=off, synchronous_commit=off, fsync=on"
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# ---- kafka_bench.sh ----
-listen_addresses = ''
-port = $PORT
-unix_socket_directories = '$WORK'
-shared_preload_libraries = 'streamproc'
-max_worker_processes = 32
-timezone = 'UTC'
-shared_buffers = 1GB
-max_wal_size = 4GB
-checkpoint_timeout = 30min
-log_checkpoints = off
-# every run starts on a fresh stream/view and drops it afterwards
-autovacuum = off
 # A batch's view changes and its Kafka offsets commit in one transaction, so
 # an asynchronous commit lost in a crash rolls both back together and the
 # source re-reads those messages from Kafka: nothing is lost or counted twice.
 # fsync stays on (no risk of a corrupt cluster).
-synchronous_commit = off
-fsync = on
-$EXTRA_CONF
-EOF
-[[ $EUID -eq 0 ]] && chown postgres: "$DATA/postgresql.conf"
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$SERVER_LOG" -w -t 120 start >/dev/null ||
-    die "the server did not start (see $SERVER_LOG)"
-STARTED=1
-
-PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -U postgres)
-"${PSQL[@]}" -d postgres -c 'CREATE DATABASE bench' >/dev/null
-PSQL+=(-d bench)
+SETTINGS=(synchronous_commit=off shared_preload_libraries=streamproc max_worker_processes=32 timezone=UTC)
+start_cluster 54430 "${SETTINGS[@]}"
 PG_VERSION=$("${PSQL[@]}" -At -c 'SHOW server_version')
 
 # ---------------------------------------------------------------- views and expected results
 # The view sets.  VIEW_Q: a view's query over the stream `bids`; EXP_Q: the
 # same result as a plain query over __SRC__ (a prefix of the bids, as rows
-# of a table), which the view must equal exactly after a run.
+# of a table), which the view must equal exactly after a run.  EXP_Q uses
+# none of streamproc's functions, so a bug in them cannot hide in the check:
+# a tumbling window is date_bin() from the epoch, a hopping window a
+# generate_series() of the windows that hold the bid (size / slide of them,
+# the last starting at date_bin(slide)), a bidder's sessions numbered by the
+# gaps of 10 s or more before each bid.
 HOT="('Google', 'Facebook', 'Baidu', 'Apple')"
 declare -A VIEW_Q EXP_Q SET_VIEWS SET_LABEL
 VIEW_Q[q7]="SELECT auction, streamproc.tumble(date_time, '10 seconds') AS w, count(*) AS n, max(price) AS max_price, sum(price) AS total FROM bids GROUP BY 1, 2"
@@ -405,11 +299,15 @@ VIEW_Q[t07]="SELECT auction, count(*) AS n, sum(price) AS total FROM bids GROUP 
 VIEW_Q[t08]="SELECT bidder, count(*) AS n, max(date_time) AS last_bid FROM bids GROUP BY 1"
 VIEW_Q[t09]="SELECT streamproc.tumble(date_time, '1 second') AS w, count(*) AS n, sum(price) AS total FROM bids GROUP BY 1"
 VIEW_Q[t10]="SELECT channel, count(*) AS n, max(price) AS max_price FROM bids GROUP BY 1"
-for v in q7 t04 t06 t07 t08 t09 t10; do EXP_Q[$v]=${VIEW_Q[$v]/FROM bids/FROM __SRC__}; done
-EXP_Q[q5]="SELECT auction, w, count(*) AS n FROM __SRC__, streamproc.hop_windows(date_time, '10 seconds', '2 seconds') AS w GROUP BY 1, 2"
-EXP_Q[t05]="SELECT channel, w, count(*) AS n, max(price) AS max_price FROM __SRC__, streamproc.hop_windows(date_time, '1 minute', '10 seconds') AS w WHERE channel IN $HOT GROUP BY 1, 2"
-# sessions from scratch: a bidder's new session starts where the gap to the
-# bidder's previous bid (in event time) is 10 s or more
+for v in q7 t04 t06 t07 t08 t09 t10; do
+    EXP_Q[$v]=$(sed -E "s/streamproc\.tumble\(date_time, ('[^']*')\)/date_bin(\1, date_time, 'epoch')/; s/FROM bids/FROM __SRC__/" <<<"${VIEW_Q[$v]}")
+done
+EXP_Q[q5]="SELECT auction, w, count(*) AS n FROM __SRC__,
+    generate_series(date_bin('2 seconds', date_time, 'epoch') - interval '8 seconds', date_bin('2 seconds', date_time, 'epoch'), interval '2 seconds') AS w
+ GROUP BY 1, 2"
+EXP_Q[t05]="SELECT channel, w, count(*) AS n, max(price) AS max_price FROM __SRC__,
+    generate_series(date_bin('10 seconds', date_time, 'epoch') - interval '50 seconds', date_bin('10 seconds', date_time, 'epoch'), interval '10 seconds') AS w
+ WHERE channel IN $HOT GROUP BY 1, 2"
 EXP_Q[q11]="SELECT bidder, min(date_time) AS s, count(*) AS n FROM (
     SELECT bidder, date_time, sum(starts) OVER (PARTITION BY bidder ORDER BY date_time, seq) AS sid FROM (
         SELECT bidder, date_time, seq,
@@ -417,6 +315,7 @@ EXP_Q[q11]="SELECT bidder, min(date_time) AS s, count(*) AS n FROM (
                     THEN 0 ELSE 1 END AS starts
           FROM __SRC__) m) n
  GROUP BY bidder, sid"
+[[ ${EXP_Q[*]} != *streamproc.* ]] || die "an expected result must not use streamproc's functions"
 SET_VIEWS=([none]="" [q7]="q7" [q5]="q5" [q11]="q11" [ten]="q7 q5 q11 t04 t05 t06 t07 t08 t09 t10")
 SET_LABEL=([none]="no view" [q7]="q7 (10 s tumble per auction)" [q5]="q5 (10 s / 2 s hop per auction)"
            [q11]="q11 (10 s session per bidder)" [ten]="ten views")
@@ -460,7 +359,7 @@ LOADED=0
 ensure_bids() {
     local n=$1
     (( n <= LOADED )) && return 0
-    "$BIDGEN" --print --csv -n "$n" --start "$START_TS" 2>/dev/null | tail -n +"$((LOADED + 1))" |
+    "$BIDGEN" --print --csv --first "$LOADED" -n "$((n - LOADED))" --start "$START_TS" 2>/dev/null |
         "${PSQL[@]}" -c "\\copy bids_all (auction, bidder, price, channel, url, date_time, extra) FROM pstdin WITH (FORMAT csv)" >/dev/null ||
         die "loading bids $((LOADED + 1))..$n for the checks failed"
     LOADED=$n
@@ -506,6 +405,14 @@ STREAM_SQL="SELECT streamproc.create_stream('bids', '$BIDS_COLUMNS', event_time 
 # freshness: the same stream plus the time bidgen produced each bid
 FRESH_STREAM_SQL="SELECT streamproc.create_stream('bids', '$BIDS_COLUMNS, produced_us bigint', event_time => 'date_time');"
 create_view_sql() { printf "SELECT streamproc.create_view('%s', \$\$%s\$\$);" "$1" "${VIEW_Q[$1]}"; }
+# source_sql TOPIC PARALLELISM [OPTIONS_JSON]: the source of every run
+# shellcheck disable=SC2016  # the single quotes are SQL's, inside double quotes
+source_sql() {
+    echo "SELECT streamproc.create_kafka_source('src', 'bids', '$BROKERS', '$1', format => 'json',
+              parallelism => $2, batch_size => $BATCH_SIZE${BATCH_TIMEOUT:+, batch_timeout => '$BATCH_TIMEOUT'}${3:+, options => '$3'});"
+}
+# the pids of the source workers, one a line in SQL_OUT
+worker_pids() { sql "SELECT pid FROM pg_stat_activity WHERE backend_type = 'streamproc source'" || die "$SQL_ERR"; }
 
 # ensure_expected VIEW N: table exp_VIEW_N holds the view's result over the
 # first N bids, computed by a plain query (untimed, once)
@@ -527,21 +434,26 @@ teardown() {
         die "teardown failed: $SQL_ERR"
     # wait for the old workers to be gone, so they cannot take CPU from the next run
     for _ in $(seq 200); do
-        sql "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'streamproc source'" || die "$SQL_ERR"
-        [[ ${SQL_OUT[0]} == 0 ]] && return 0
+        worker_pids
+        (( ${#SQL_OUT[@]} == 0 )) && return 0
         nap 0.05
     done
     die "the source workers did not stop after drop_source"
 }
 
-# check_views VIEW_SET N: after a run, every view of the set equals its
-# expected result over the first N bids (EXCEPT ALL both ways), and no row was
-# late; appends to CHK (text) and clears CHK_OK on a mismatch
-check_views() {
-    local set=$1 n=$2 vw e diff rows late list=""
+# check_run VIEW_SET N: after a run over the first N bids, the source took
+# every one (rows_in = N, no dead letters), none was late, and every view of
+# the set equals its expected result over them (EXCEPT ALL both ways, and not
+# empty): the outcome in CHK (what was found) and CHK_OK (1 or 0)
+check_run() {
+    local set=$1 n=$2 got dead late vw e diff rows list=""
+    sql "SELECT rows_in, dead_letters, (SELECT coalesce(sum(late_rows), 0) FROM streamproc.view_defs WHERE stream = 'bids'::regclass)
+           FROM streamproc.sources WHERE name = 'src'" || die "check: $SQL_ERR"
+    IFS='|' read -r got dead late <<<"${SQL_OUT[0]}"
+    CHK="rows_in $got, dead_letters $dead"
+    CHK_OK=1
+    [[ $got == "$n" && $dead == 0 ]] || CHK_OK=0
     [[ -n ${SET_VIEWS[$set]} ]] || return 0
-    sql "SELECT coalesce(sum(late_rows), 0) FROM streamproc.view_defs WHERE stream = 'bids'::regclass" || die "check: $SQL_ERR"
-    late=${SQL_OUT[0]}
     [[ $late == 0 ]] || CHK_OK=0
     for vw in ${SET_VIEWS[$set]}; do
         e=exp_${vw}_$n
@@ -554,25 +466,24 @@ check_views() {
     CHK+=", late rows $late; rows differing from GROUP BY / rows: $list"
 }
 
-# run_stream LINE VIEW_SET PARALLELISM OPTIONS_JSON RUN [PROFILE_TAG]
-# A source on topic RS_TOPIC (default bids, RS_EVENTS bids, default
-# BENCH_EVENTS) into stream bids with the views of VIEW_SET (none: no view),
-# timed from its creation until every bid is in, then checked.  With a
-# PROFILE_TAG the source worker(s) and the mock broker run under
-# perf record -g while the run lasts ($WORK/perf_TAG_{worker,mock}.data).
-# With RS_SAMPLES set, the worker's memory is appended to that file every
-# BENCH_MEMORY_INTERVAL seconds: seconds, bids in, then VmRSS VmHWM RssAnon
-# RssFile RssShmem in kB (summed over the workers).  With RS_FEED=P the topic
-# (of P partitions) starts empty and bidgen fills it while the source runs, in
-# chunks of RS_FEED_CHUNK bids, producing the next one only while fewer than
-# RS_FEED_AHEAD bids are waiting to be consumed (so that the mock broker,
-# which keeps ~80,000 bids per partition, never drops one).
-RS_TOPIC=bids
-RS_EVENTS=$EVENTS
-RS_SAMPLES=
-RS_FEED=
-RS_FEED_CHUNK=0
-RS_FEED_AHEAD=0
+# fail_run LINE RUN WHY: the run failed before it could be checked
+fail_run() { CHECK["$1|$2"]="FAILED: $3"; ERRORS+=("$1 run $2: FAILED: $3"); }
+
+# perf record -g on the workers (pids, comma separated) and the mock broker,
+# into $WORK/perf_TAG_{worker,mock}.data, until perf_stop
+perf_start() {  # tag pids
+    perf record -g -N -q -o "$WORK/perf_$1_worker.data" -p "$2" >"$WORK/perf_$1_worker.log" 2>&1 &
+    PERF_PIDS+=($!)
+    perf record -g -N -q -o "$WORK/perf_$1_mock.data" -p "$MOCK_PID" >"$WORK/perf_$1_mock.log" 2>&1 &
+    PERF_PIDS+=($!)
+}
+perf_stop() {
+    local p
+    for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+    for p in "${PERF_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PERF_PIDS=()
+}
+
 sample_mem() {  # pids (comma separated), seconds, rows -> one line, or returns 1
     local p f sum=(0 0 0 0 0) i
     for p in ${1//,/ }; do
@@ -584,11 +495,57 @@ sample_mem() {  # pids (comma separated), seconds, rows -> one line, or returns 
     done
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$2" "$3" "${sum[@]}"
 }
+
+# feed TOPIC N DONE: while a source reads TOPIC (RS_FEED partitions), keeps
+# bidgen filling it with the first N bids, a chunk of RS_FEED_CHUNK at a time,
+# the next one once the last is in and fewer than RS_FEED_AHEAD bids wait to
+# be consumed (DONE are in), so the mock broker, which keeps ~80,000 bids per
+# partition, never drops one.  Returns 1 if bidgen failed (FEED_ERR: how).
+FEED_FED=0      # bids produced so far
+FEED_N=0        # of the chunk being produced
+FEED_PID=
+feed() {
+    local topic=$1 n=$2 done=$3
+    if [[ -n $FEED_PID ]]; then
+        running "$FEED_PID" && return 0
+        BG_PIDS=()
+        if ! wait "$FEED_PID"; then
+            FEED_PID=
+            FEED_ERR="bidgen --first $FEED_FED -n $FEED_N: $(tail -n 2 "$WORK/bidgen_feed.log" | tr '\n' ' ')"
+            return 1
+        fi
+        FEED_PID=
+        FEED_FED=$((FEED_FED + FEED_N))
+    fi
+    (( FEED_FED < n && FEED_FED - done < RS_FEED_AHEAD )) || return 0
+    FEED_N=$(( n - FEED_FED < RS_FEED_CHUNK ? n - FEED_FED : RS_FEED_CHUNK ))
+    "$BIDGEN" -b "$BROKERS" -t "$topic" -p "$RS_FEED" --first "$FEED_FED" -n "$FEED_N" --start "$START_TS" \
+        2>>"$WORK/bidgen_feed.log" &
+    FEED_PID=$!
+    BG_PIDS=("$FEED_PID")
+}
+
+# run_stream LINE VIEW_SET PARALLELISM OPTIONS_JSON RUN [PROFILE_TAG]
+# A source on topic RS_TOPIC (default bids, RS_EVENTS bids, default
+# BENCH_EVENTS) into stream bids with the views of VIEW_SET (none: no view),
+# timed from its creation until every bid is in, then checked.  With a
+# PROFILE_TAG the source worker(s) and the mock broker run under
+# perf record -g while the run lasts.  With RS_SAMPLES set, the worker's
+# memory is appended to that file every BENCH_MEMORY_INTERVAL seconds:
+# seconds, bids in, then VmRSS VmHWM RssAnon RssFile RssShmem in kB (summed
+# over the workers).  With RS_FEED=P the topic (of P partitions) starts
+# empty and feed fills it while the source runs.
+RS_TOPIC=bids
+RS_EVENTS=$EVENTS
+RS_SAMPLES=
+RS_FEED=
+RS_FEED_CHUNK=0
+RS_FEED_AHEAD=0
 run_stream() {
     local v=$1 set=$2 par=$3 opts=$4 run=$5 ptag=${6:-}
     local topic=$RS_TOPIC nev=$RS_EVENTS samples=$RS_SAMPLES
-    local k="$v|$run" t0 t1 tfirst="" ndone=0 got dead pids="" m0 m1 b0 b1 w_ticks=0 p wal0 wal1 vw
-    local next_sample=0 step_us hwm=0 line feed=$RS_FEED fed=0 feed_n=0 feed_pid=""
+    local k="$v|$run" t0 t1 tfirst="" ndone=0 got dead pids="" m0 m1 b0 b1 w_ticks=0 p wal0 vw
+    local next_sample=0 step_us hwm=0 line
     step_us=$(awk -v s="$MEM_INTERVAL" 'BEGIN { printf "%d", s * 1000000 }')
     teardown
     for vw in ${SET_VIEWS[$set]}; do ensure_expected "$vw" "$nev"; done
@@ -598,15 +555,11 @@ run_stream() {
     done
     sql "CHECKPOINT; SELECT pg_current_wal_insert_lsn();" || die "$SQL_ERR"
     wal0=${SQL_OUT[0]}
+    FEED_FED=0
     m0=$(proc_ticks "$MOCK_PID"); b0=$(sys_busy_ticks)
 
     t0=$(now_us)
-    # shellcheck disable=SC2016  # '$opts' is inside a double-quoted string: it expands
-    if ! sql "SELECT streamproc.create_kafka_source('src', 'bids', '$BROKERS', '$topic', format => 'json',
-                  parallelism => $par, batch_size => $BATCH_SIZE${BATCH_TIMEOUT:+, batch_timeout => '$BATCH_TIMEOUT'}${opts:+, options => '$opts'});"; then
-        CHECK[$k]="FAILED: create_kafka_source: $SQL_ERR"; ERRORS+=("$v run $run: ${CHECK[$k]}")
-        return
-    fi
+    sql "$(source_sql "$topic" "$par" "$opts")" || { fail_run "$v" "$run" "create_kafka_source: $SQL_ERR"; return; }
     while :; do
         sql "SELECT rows_in, dead_letters FROM streamproc.sources WHERE name = 'src';" || die "poll: $SQL_ERR"
         t1=$(now_us)
@@ -614,34 +567,14 @@ run_stream() {
         ndone=$((got + dead))
         (( ndone >= nev )) && break
         [[ -z $tfirst ]] && (( ndone > 0 )) && tfirst=$t1
-        if [[ -n $feed ]]; then
-            if [[ -n $feed_pid ]] && ! running "$feed_pid"; then
-                if ! wait "$feed_pid"; then
-                    CHECK[$k]="FAILED: bidgen --first $fed -n $feed_n: $(tail -n 2 "$WORK/bidgen_feed.log" | tr '\n' ' ')"
-                    ERRORS+=("$v run $run: ${CHECK[$k]}")
-                    BG_PIDS=()
-                    return
-                fi
-                fed=$((fed + feed_n)); feed_pid=""; BG_PIDS=()
-            fi
-            if [[ -z $feed_pid ]] && (( fed < nev && fed - ndone < RS_FEED_AHEAD )); then
-                feed_n=$(( nev - fed < RS_FEED_CHUNK ? nev - fed : RS_FEED_CHUNK ))
-                "$BIDGEN" -b "$BROKERS" -t "$topic" -p "$feed" --first "$fed" -n "$feed_n" --start "$START_TS" \
-                    2>>"$WORK/bidgen_feed.log" &
-                feed_pid=$!; BG_PIDS=("$feed_pid")
-            fi
+        if [[ -n $RS_FEED ]] && ! feed "$topic" "$nev" "$ndone"; then
+            fail_run "$v" "$run" "$FEED_ERR"
+            return
         fi
         if [[ ( -n $ptag || -n $samples ) && -z $pids ]]; then
-            sql "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type = 'streamproc source'" || die "$SQL_ERR"
-            if [[ -n ${SQL_OUT[0]} ]]; then
-                pids=${SQL_OUT[0]}
-                if [[ -n $ptag ]]; then
-                    perf record -g -N -q -o "$WORK/perf_${ptag}_worker.data" -p "$pids" >"$WORK/perf_${ptag}_worker.log" 2>&1 &
-                    PERF_PIDS+=($!)
-                    perf record -g -N -q -o "$WORK/perf_${ptag}_mock.data" -p "$MOCK_PID" >"$WORK/perf_${ptag}_mock.log" 2>&1 &
-                    PERF_PIDS+=($!)
-                fi
-            fi
+            worker_pids
+            pids=$(IFS=,; echo "${SQL_OUT[*]}")
+            [[ -n $pids && -n $ptag ]] && perf_start "$ptag" "$pids"
         fi
         if [[ -n $samples && -n $pids ]] && (( t1 >= next_sample )); then
             if line=$(sample_mem "$pids" "$(fdiv "$((t1 - t0))" 1000000 %.2f)" "$ndone"); then
@@ -653,15 +586,14 @@ run_stream() {
         fi
         if (( t1 - t0 > RUN_TIMEOUT * 1000000 )); then
             sql "SELECT state, lag, last_error FROM streamproc.sources WHERE name = 'src'" || true
-            CHECK[$k]="FAILED: timeout after ${RUN_TIMEOUT}s at $ndone of $nev events (${SQL_OUT[0]:-})"
-            ERRORS+=("$v run $run: ${CHECK[$k]}")
+            fail_run "$v" "$run" "timeout after ${RUN_TIMEOUT}s at $ndone of $nev events (${SQL_OUT[0]:-})"
             return
         fi
         nap "$POLL_S"
     done
     # CPU and peak memory of the workers (fresh processes: all their CPU time
     # and their high-water mark are this run's)
-    sql "SELECT pid FROM pg_stat_activity WHERE backend_type = 'streamproc source'" || die "$SQL_ERR"
+    worker_pids
     for p in "${SQL_OUT[@]}"; do
         w_ticks=$(( w_ticks + $(proc_ticks "$p") ))
         if read_mem "$p" && (( MEMST[VmHWM] > hwm )); then hwm=${MEMST[VmHWM]}; fi
@@ -671,11 +603,7 @@ run_stream() {
         line=$(sample_mem "$pids" "$(fdiv "$((t1 - t0))" 1000000 %.2f)" "$ndone") && echo "$line" >>"$samples"
     fi
     m1=$(proc_ticks "$MOCK_PID"); b1=$(sys_busy_ticks)
-    if [[ -n $ptag ]]; then
-        for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-        for p in "${PERF_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-        PERF_PIDS=()
-    fi
+    [[ -z $ptag ]] || perf_stop
     [[ -n $tfirst ]] || tfirst=$t1
 
     WALL[$k]=$(fdiv "$((t1 - t0))" 1000000 %.3f)
@@ -686,22 +614,16 @@ run_stream() {
     BUSY[$k]=$(fdiv "$(( (b1 - b0) * 1000000 / CLK_TCK ))" "$((t1 - t0))")
     RSS[$k]=$(mb "$hwm")
 
-    # checks (untimed)
-    sql "SELECT rows_in, dead_letters, pg_current_wal_insert_lsn() FROM streamproc.sources WHERE name = 'src'" ||
-        die "check: $SQL_ERR"
-    IFS='|' read -r got dead wal1 <<<"${SQL_OUT[0]}"
-    CHK="rows_in $got, dead_letters $dead"
-    CHK_OK=1
-    [[ $got == "$nev" && $dead == 0 ]] || CHK_OK=0
-    check_views "$set" "$nev"
+    # checks and WAL (untimed)
+    sql "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$wal0')" || die "$SQL_ERR"
+    WAL[$k]=$(fdiv "${SQL_OUT[0]}" 1048576 %.0f)
+    check_run "$set" "$nev"
     if [[ $CHK_OK == 1 ]]; then
         CHECK[$k]="OK: $CHK"
     else
         CHECK[$k]="MISMATCH: $CHK (expected rows_in $nev, no dead letters, no late rows, no row differing)"
         ERRORS+=("$v run $run: ${CHECK[$k]}")
     fi
-    sql "SELECT pg_wal_lsn_diff('$wal1', '$wal0')" || die "$SQL_ERR"
-    WAL[$k]=$(fdiv "${SQL_OUT[0]}" 1048576 %.0f)
     log "$v run $run: ${WALL[$k]} s, $(commas "${EPS[$k]}") events/s (first rows after ${STARTUP[$k]} s; worker CPU ${WCPU[$k]} s, peak RSS ${RSS[$k]} MB, broker CPU ${MCPU[$k]} s); ${CHECK[$k]%%:*}"
     teardown
 }
@@ -763,8 +685,8 @@ declare -A FR          # "rate|field" -> value
 FRESH_DONE=()
 pct_ms() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%.1f", v / 1000 }'; }
 run_fresh() {
-    local rate=$1 count=$(( $1 * FRESH_SECONDS )) topic=fresh_$1 probe_pid gen_line ok=1 i
-    local stamps=$WORK/stamps_$1.tsv poll_s got dead late diff pdiff never mono stampbad stampn
+    local rate=$1 count=$(( $1 * FRESH_SECONDS )) topic=fresh_$1 probe_pid gen_line ok=1
+    local stamps=$WORK/stamps_$1.tsv poll_s pdiff never mono stampbad stampn
     local npolls interval n mean mx
     poll_s=$(fdiv "$FRESH_POLL_MS" 1000 %.3f)
     log "freshness at $rate bids/s: $(commas "$count") bids into topic $topic while a source consumes it"
@@ -775,16 +697,14 @@ run_fresh() {
     sql "SELECT streamproc.create_view('fresh_v', \$\$SELECT auction % $PARTITIONS AS part, count(*) AS n, max(produced_us) AS last_us FROM bids GROUP BY 1\$\$);" ||
         die "create_view fresh_v: $SQL_ERR"
     sql "TRUNCATE fresh_polls, fresh_sent; CHECKPOINT;" || die "$SQL_ERR"
-    # shellcheck disable=SC2016
-    if ! sql "SELECT streamproc.create_kafka_source('src', 'bids', '$BROKERS', '$topic', format => 'json',
-                  parallelism => 1, batch_size => $BATCH_SIZE${BATCH_TIMEOUT:+, batch_timeout => '$BATCH_TIMEOUT'}${SOURCE_OPTIONS:+, options => '$SOURCE_OPTIONS'});"; then
+    if ! sql "$(source_sql "$topic" 1 "$SOURCE_OPTIONS")"; then
         FR["$rate|check"]="FAILED: create_kafka_source: $SQL_ERR"; ERRORS+=("freshness $rate/s: ${FR["$rate|check"]}")
         return
     fi
     # the worker is up and fetching from the (still empty) topic
-    for i in $(seq 200); do
-        sql "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'streamproc source'" || die "$SQL_ERR"
-        [[ ${SQL_OUT[0]} -gt 0 ]] && break
+    for _ in $(seq 200); do
+        worker_pids
+        (( ${#SQL_OUT[@]} > 0 )) && break
         nap 0.05
     done
     nap 1
@@ -805,12 +725,8 @@ run_fresh() {
     # checks (untimed): every bid in, nothing dead or late, q7 equals its
     # GROUP BY, fresh_v's counts equal the bids per partition
     "${PSQL[@]}" -c "\\copy fresh_sent FROM '$stamps'" >/dev/null || die "loading $stamps failed"
-    sql "SELECT rows_in, dead_letters FROM streamproc.sources WHERE name = 'src'" || die "$SQL_ERR"
-    IFS='|' read -r got dead <<<"${SQL_OUT[0]}"
-    CHK="rows_in $got, dead_letters $dead"
-    CHK_OK=$ok
-    [[ $got == "$count" && $dead == 0 ]] || CHK_OK=0
-    check_views q7 "$count"
+    check_run q7 "$count"
+    (( ok )) || CHK_OK=0
     sql "SELECT (SELECT count(*) FROM ((SELECT part, n FROM fresh_v EXCEPT ALL SELECT auction % $PARTITIONS, count(*) FROM bids_upto_$count GROUP BY 1)
                                        UNION ALL (SELECT auction % $PARTITIONS, count(*) FROM bids_upto_$count GROUP BY 1 EXCEPT ALL SELECT part, n FROM fresh_v)) d),
                 (SELECT count(*) FROM fresh_sent)" || die "$SQL_ERR"
@@ -848,7 +764,7 @@ run_fresh() {
     IFS='|' read -r n mean mx FR["$rate|p50"] FR["$rate|p90"] FR["$rate|p99"] FR["$rate|p999"] \
         FR["$rate|after_ack_p50"] FR["$rate|after_ack_p99"] FR["$rate|ack_p50"] FR["$rate|ack_p99"] <<<"${SQL_OUT[0]}"
     FR["$rate|n"]=$n; FR["$rate|mean"]=$mean; FR["$rate|max"]=$mx
-    FR["$rate|polls"]=$npolls; FR["$rate|interval"]=$interval; FR["$rate|count"]=$count
+    FR["$rate|polls"]=$npolls; FR["$rate|interval"]=$interval
     # how often the view changed (to the poll's resolution), and by how much:
     # latency is mostly the time between two commits of the source
     sql "WITH t AS (SELECT poll, min(t_us) AS t_us, sum(n) AS n FROM fresh_polls GROUP BY poll),
@@ -938,26 +854,25 @@ stat_of() {  # variant, array name -> "median best"
     if [[ ${#vals[@]} -eq 0 ]]; then echo "n/a n/a"; return; fi
     echo "$(printf '%s\n' "${vals[@]}" | median) $(printf '%s\n' "${vals[@]}" | maxof)"
 }
+ok_runs() {  # variant -> how many of its runs were checked OK
+    local r ok=0
+    for r in $(seq "$RUNS"); do [[ ${CHECK["$1|$r"]:-} == OK* ]] && ok=$((ok + 1)); done
+    echo "$ok"
+}
 checks_of() {
-    local v=$1 r ok=0
-    for r in $(seq "$RUNS"); do [[ ${CHECK["$v|$r"]:-} == OK* ]] && ok=$((ok + 1)); done
+    local ok
+    ok=$(ok_runs "$1")
     if [[ $ok == "$RUNS" ]]; then echo "OK ($ok/$RUNS runs)"; else echo "**FAILED** ($ok/$RUNS runs OK)"; fi
 }
 
 read -r RAW_MED _ < <(stat_of "$RAWV" EPS)
-COMMIT=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$repo" status --porcelain -- src sql streamproc--0.1.sql Makefile 2>/dev/null) ]]; then
-    COMMIT+=" (+ uncommitted changes in src/sql)"
-fi
-CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-MEM=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+COMMIT=$(git_commit)
+CPU_MODEL=$(cpu_model)
 RDKAFKA=$(dpkg-query -W -f '${Version}' librdkafka1 2>/dev/null || echo unknown)
-CMD="bench/kafka_bench.sh"
-for var in BENCH_EVENTS BENCH_RUNS BENCH_VIEWS BENCH_PARALLELISM BENCH_NOVIEW BENCH_BATCH_SIZE BENCH_BATCH_TIMEOUT BENCH_SOURCE_OPTIONS BENCH_TUNED_OPTIONS \
-           BENCH_PARTITIONS BENCH_FRESH_RATES BENCH_FRESH_SECONDS BENCH_FRESH_POLL_MS BENCH_FRESH_WARMUP \
-           BENCH_MEMORY_EVENTS BENCH_MEMORY_VIEWS BENCH_MEMORY_INTERVAL BENCH_PG_CONF BENCH_PERF BENCH_RUN_TIMEOUT; do
-    [[ -n ${!var:-} ]] && CMD="$var=$(printf '%q' "${!var}") $CMD"
-done
+CMD=$(command_line bench/kafka_bench.sh BENCH_EVENTS BENCH_RUNS BENCH_VIEWS BENCH_PARALLELISM BENCH_NOVIEW BENCH_BATCH_SIZE \
+          BENCH_BATCH_TIMEOUT BENCH_SOURCE_OPTIONS BENCH_TUNED_OPTIONS BENCH_PARTITIONS BENCH_FRESH_RATES BENCH_FRESH_SECONDS \
+          BENCH_FRESH_POLL_MS BENCH_FRESH_WARMUP BENCH_MEMORY_EVENTS BENCH_MEMORY_VIEWS BENCH_MEMORY_PARTITIONS \
+          BENCH_MEMORY_INTERVAL BENCH_PG_CONF BENCH_PERF BENCH_RUN_TIMEOUT)
 AVG_BYTES=$(fdiv "$MAIN_TOPIC_BYTES" "$EVENTS" %.0f)
 USED_VIEWS=" "     # the views the report shows the definition of
 for vs in $VIEWS $([[ -n $MEMV ]] && echo "$MEM_VIEWS") $([[ ${#FRESH_DONE[@]} -gt 0 ]] && echo q7); do
@@ -970,19 +885,19 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "Generated by \`bench/kafka_bench.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); command: \`$CMD\`"
     echo
-    echo "- host: $(nproc) cores (\`nproc\`), $CPU_MODEL, $MEM RAM; load average before / after: $LOAD_START / $LOAD_END"
+    echo "- host: $(nproc) cores (\`nproc\`), $CPU_MODEL, $(mem_gib) GiB RAM; load average before / after: $LOAD_START / $LOAD_END"
     echo "- PostgreSQL $PG_VERSION; streamproc at git $COMMIT; librdkafka $RDKAFKA"
     echo "- data: N = $(commas "$EVENTS") Nexmark-style JSON bids (bench/kafka/bidgen, ~$AVG_BYTES bytes each, $(commas "$MAIN_TOPIC_BYTES") bytes in all), produced with lz4 into one topic of $PARTITIONS partitions (\`-p $PARTITIONS\`: partition = auction % $PARTITIONS) of the mock Kafka cluster (test/kafka/mock_kafka, librdkafka's mock broker, on loopback, same machine) before anything is timed; event time from $START_TS, 1 ms per bid"
     echo "- raw_consume: bench/kafka/raw_consume reads every partition from the beginning; events/s by its own clock (first message received to last message checksummed; connecting and the first fetch are not counted)"
     # shellcheck disable=SC2016
     echo "- streamproc: stream \`bids($BIDS_COLUMNS)\`, event_time date_time, with the views of the line (below); \`create_kafka_source('src', 'bids', <brokers>, 'bids', format => 'json', parallelism => P, batch_size => $BATCH_SIZE${BATCH_TIMEOUT:+, batch_timeout => '$BATCH_TIMEOUT'}${SOURCE_OPTIONS:+, options => '$SOURCE_OPTIONS'})\` (batch_timeout ${BATCH_TIMEOUT:-100 ms}); timed from just before \`create_kafka_source\` until \`rows_in + dead_letters\` in \`streamproc.sources\` reaches N, polled every 50 ms over one psql session (so the end is known to within ~50 ms); events/s = N / that time. It includes the worker's start, its Kafka connection and first fetch (\"first rows\" below: creation until the first batch was committed)"
-    echo "- $RUNS runs of each variant, in the order of the table; every streamproc run on a freshly created stream, views and source (drop_source + drop_stream cascade), \`CHECKPOINT\` (untimed) before each; after each run (untimed) every view is compared with the same query run as a plain \`GROUP BY\` over the same bids (\`EXCEPT ALL\` both ways), and rows_in, dead letters and late rows are checked"
+    echo "- $RUNS runs of each variant, in the order of the table; every streamproc run on a freshly created stream, views and source (drop_source + drop_stream cascade), \`CHECKPOINT\` (untimed) before each; after each run (untimed) every view is compared, whole, with the same query run as a plain \`GROUP BY\` over the same bids, its windows computed without streamproc's functions (\`date_bin\`, \`generate_series\`, window functions; \`EXCEPT ALL\` both ways), and rows_in, dead letters and late rows are checked"
     echo "- view sets: q7 = \`q7\`; q5 = \`q5\`; q11 = \`q11\`; ten views = \`q7 q5 q11 t04 t05 t06 t07 t08 t09 t10\`, all on the one stream:"
     echo
     for vw in $USED_VIEWS; do
         echo "  - \`$vw\`: \`${VIEW_Q[$vw]}\`"
     done
-    echo "- cluster: $SETTINGS${EXTRA_CONF:+, $EXTRA_CONF}. synchronous_commit=off because a batch's view changes and its Kafka offsets commit in one transaction: a commit lost in a crash rolls both back and the source re-reads those messages, so it costs no data and no double counting; fsync stays on"
+    echo "- cluster: $(join_list "${CLUSTER_SETTINGS[@]}" "${SETTINGS[@]}")${BENCH_PG_CONF:+, $BENCH_PG_CONF}. synchronous_commit=off because a batch's view changes and its Kafka offsets commit in one transaction: a commit lost in a crash rolls both back and the source re-reads those messages, so it costs no data and no double counting; fsync stays on"
     echo
     echo "| variant | events/s median | events/s best | ratio to raw consume (median) | check |"
     echo "| --- | ---: | ---: | ---: | --- |"
@@ -1096,14 +1011,7 @@ mkdir -p "$(dirname "$OUT")"
             perf_top "$WORK/perf_${tag}_mock.data" 8
         fi
     done
-    if [[ ${#ERRORS[@]} -gt 0 ]]; then
-        echo
-        echo "Errors (verbatim):"
-        echo
-        echo '```'
-        printf '%s\n' "${ERRORS[@]}"
-        echo '```'
-    fi
+    report_errors
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 
@@ -1117,11 +1025,8 @@ if [[ -n $SUMMARY_DIR ]]; then
         for v in "${VARIANTS[@]}"; do
             key=${KEY_OF[$v]}
             read -r med best < <(stat_of "$v" EPS)
-            ok=0; hwm=0
-            for run in $(seq "$RUNS"); do
-                [[ ${CHECK["$v|$run"]:-} == OK* ]] && ok=$((ok + 1))
-                [[ -n ${RSS["$v|$run"]:-} && ${RSS["$v|$run"]} != n/a ]] && (( RSS["$v|$run"] > hwm )) && hwm=${RSS["$v|$run"]}
-            done
+            ok=$(ok_runs "$v")
+            read -r _ hwm < <(stat_of "$v" RSS)
             printf '%s.label\t%s\n%s.median\t%s\n%s.best\t%s\n%s.ok\t%s/%s\n%s.rss_mb\t%s\n' \
                 "$key" "$v" "$key" "$med" "$key" "$best" "$key" "$ok" "$RUNS" "$key" "$hwm"
         done

@@ -21,12 +21,13 @@
  * price = round(10^(6u) * 100) (Nexmark's distribution, in cents), channel one
  * of Google/Facebook/Baidu/Apple 60% of the time else "channel-N", extra a hex
  * string of 1 to 12 characters (the URL and extra are shorter than there, to
- * keep the JSON under 200 bytes).  Everything comes from a xorshift64* PRNG
- * seeded with --seed (default 1), so the same options give the same bids in
- * every mode (produce, --print, --csv, with or without --stamp or -r).
- * --first N skips the first N bids of that sequence (they are generated, not
- * sent): `--first 1000 -n 500` sends bids 1000..1499, exactly as the end of
- * `-n 1500` would, so a topic can be filled in several runs.
+ * keep the JSON under 200 bytes).  Bid i draws from its own xorshift64*
+ * PRNG, seeded from --seed (default 1) and i by splitmix64, so the same
+ * options give the same bids in every mode (produce, --print, --csv, with or
+ * without --stamp or -r).  --first N starts at bid N of that sequence:
+ * `--first 1000 -n 500` sends bids 1000..1499, exactly as the end of
+ * `-n 1500` would, so a topic can be filled in several runs (and skipping
+ * costs nothing: no bid depends on the ones before it).
  *
  * Event time (date_time, UTC, millisecond precision) starts at --start
  * (default: now; ISO 8601 such as '2026-11-22T10:00:00Z', '2026-11-22
@@ -101,10 +102,11 @@ on_signal(int sig)
 
 /* ------------------------------------------------------------------ PRNG */
 
+/* output i (from 0) of splitmix64 started at x: any one of them in O(1) */
 static uint64_t
-splitmix64(uint64_t *x)
+splitmix64_at(uint64_t x, uint64_t i)
 {
-	uint64_t	z = (*x += UINT64_C(0x9E3779B97F4A7C15));
+	uint64_t	z = x + (i + 1) * UINT64_C(0x9E3779B97F4A7C15);
 
 	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
 	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
@@ -179,14 +181,20 @@ hex_fill(char *dst, int len, uint64_t *s)
 }
 
 /*
- * Bid number i (0-based).  Always the same draws in the same order, so a bid
- * depends only on the seed, i and the options that shape it.
+ * Bid number i (0-based).  Its draws come from a xorshift64* state of its
+ * own, output i of splitmix64 started at base (itself derived from --seed),
+ * so a bid depends only on the seed, i and the options that shape it, and no
+ * bid has to be made to make a later one.
  */
 static void
-gen_bid(uint64_t *s, uint64_t i, const GenOpts *o, Bid *b)
+gen_bid(uint64_t base, uint64_t i, const GenOpts *o, Bid *b)
 {
+	uint64_t	state = splitmix64_at(base, i);
+	uint64_t   *s = &state;
 	double		u;
 
+	if (state == 0)
+		state = 1;				/* xorshift's one bad state */
 	b->auction = 1000 + rnd_below(s, o->auctions);
 	b->bidder = 1000 + rnd_below(s, o->bidders);
 	u = rnd_unit(s);
@@ -616,10 +624,11 @@ main(int argc, char **argv)
 	double		rate = 0;
 	int			partitions = 0;
 	uint64_t	seed = 1;
+	uint64_t	base;
 	uint64_t	first = 0;
 	int			print = 0, csv = 0, stamp = 0;
 	GenOpts		g = {1000, 10000, INT64_MIN, 1000, 0};
-	uint64_t	state;
+	size_t		(*format) (char *buf, const Bid *b, int64_t stamp_us);
 	Bucket		tb;
 	Stats		st;
 	rd_kafka_t *rk = NULL;
@@ -705,10 +714,8 @@ main(int argc, char **argv)
 		usage();
 	if (g.start_us == INT64_MIN)
 		g.start_us = clock_us(CLOCK_REALTIME) / 1000 * 1000;	/* now, whole ms */
-	state = seed;
-	state = splitmix64(&state);
-	if (state == 0)
-		state = 1;				/* xorshift's one bad state */
+	base = splitmix64_at(seed, 0);
+	format = csv ? format_csv : format_json;
 	memset(&st, 0, sizeof(st));
 	if (stamp_log)
 	{
@@ -794,14 +801,6 @@ main(int argc, char **argv)
 		setvbuf(stdout, obuf, _IOFBF, sizeof(obuf));
 	}
 
-	/* --first: draw the skipped bids, so the rest are the same as ever */
-	for (i = 0; i < first; i++)
-	{
-		Bid			b;
-
-		gen_bid(&state, i, &g, &b);
-	}
-
 	bucket_init(&tb, rate);
 	t0 = clock_us(CLOCK_MONOTONIC);
 	for (i = first; (count == 0 || i - first < count) && !stop && !st.fatal; i++)
@@ -810,7 +809,7 @@ main(int argc, char **argv)
 		size_t		len;
 		int64_t		now_us;
 
-		gen_bid(&state, i, &g, &b);
+		gen_bid(base, i, &g, &b);
 		while (!bucket_take(&tb) && !stop)
 		{
 			if (print)
@@ -824,8 +823,7 @@ main(int argc, char **argv)
 		if (stop)
 			break;
 		now_us = stamp || stamp_log ? clock_us(CLOCK_REALTIME) : -1;
-		len = print && csv ? format_csv(buf, &b, stamp ? now_us : -1)
-			: format_json(buf, &b, stamp ? now_us : -1);
+		len = format(buf, &b, stamp ? now_us : -1);
 
 		if (print)
 		{
@@ -840,13 +838,14 @@ main(int argc, char **argv)
 		else
 		{
 			char		key[24];
-			int			klen = snprintf(key, sizeof(key), "%" PRIu64, b.auction);
+			Out			ko = {key};
 			int32_t		part = partitions > 0 ? (int32_t) (b.auction % (uint64_t) partitions)
 				: RD_KAFKA_PARTITION_UA;
 
+			put_u64(&ko, b.auction);
 			/* the opaque carries the produce time to the delivery report */
 			while (rd_kafka_produce(rkt, part, RD_KAFKA_MSG_F_COPY, buf, len,
-									key, (size_t) klen, (void *) (intptr_t) now_us) == -1)
+									key, (size_t) (ko.p - key), (void *) (intptr_t) now_us) == -1)
 			{
 				rd_kafka_resp_err_t err = rd_kafka_last_error();
 
