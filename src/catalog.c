@@ -106,9 +106,10 @@ sp_catalog_leave(SpSavedUser *saved)
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 }
 
-static void
-spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
-		 const char *nulls, int expected)
+/* run a catalog statement (under SPI); anything but the expected result is a bug */
+void
+sp_spi_run(const char *sql, int nargs, Oid *types, Datum *values,
+		   const char *nulls, int expected)
 {
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
 										   false, 0);
@@ -141,7 +142,7 @@ sp_catalog_next_view_id(void)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("SELECT pg_catalog.nextval('streamproc.view_defs_id_seq')",
+	sp_spi_run("SELECT pg_catalog.nextval('streamproc.view_defs_id_seq')",
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									 SPI_tuptable->tupdesc, 1, &isnull));
@@ -171,7 +172,7 @@ sp_catalog_insert_stream(Oid relid, AttrNumber event_time,
 	values[5] = CStringGetTextDatum(psprintf("%s/%u", sp_origin(), relid));
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("INSERT INTO streamproc.stream_defs (relid, event_time_att, watermark_delay, idle_timeout,"
+	sp_spi_run("INSERT INTO streamproc.stream_defs (relid, event_time_att, watermark_delay, idle_timeout,"
 			 " event_time, origin) VALUES ($1, $2, $3, $4, $5, $6)", 6, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	sp_catalog_leave(&su);
@@ -214,7 +215,7 @@ sp_catalog_insert_view(int64 id, Oid relid, Oid stream, Oid state_relid,
 	values[14] = CStringGetTextDatum(psprintf("%s/%u/%u", sp_origin(), stream, state_relid));
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("INSERT INTO streamproc.view_defs (id, relid, stream, state_table, query, canonical_query,"
+	sp_spi_run("INSERT INTO streamproc.view_defs (id, relid, stream, state_table, query, canonical_query,"
 			 " emit, retention, window_kind, window_column, window_size, window_slide, event_time_window,"
 			 " query_tree, origin)"
 			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
@@ -279,8 +280,8 @@ sp_catalog_stream_views(Oid stream)
  * Run a one-parameter catalog query keyed by a relation OID; true if it
  * returned a row, whose first column (an OID) goes to *result if given.
  */
-static bool
-lookup_by_relid(const char *sql, Oid relid, Oid *result)
+bool
+sp_catalog_lookup(const char *sql, Oid relid, Oid *result)
 {
 	SpSavedUser su;
 	Oid			types[1] = {OIDOID};
@@ -289,7 +290,7 @@ lookup_by_relid(const char *sql, Oid relid, Oid *result)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec(sql, 1, types, values, NULL, SPI_OK_SELECT);
+	sp_spi_run(sql, 1, types, values, NULL, SPI_OK_SELECT);
 	found = SPI_processed > 0;
 	if (found && result != NULL)
 	{
@@ -306,14 +307,14 @@ lookup_by_relid(const char *sql, Oid relid, Oid *result)
 bool
 sp_catalog_view_stream(Oid view_relid, Oid *stream)
 {
-	return lookup_by_relid("SELECT stream::oid FROM streamproc.view_defs WHERE relid = $1",
+	return sp_catalog_lookup("SELECT stream::oid FROM streamproc.view_defs WHERE relid = $1",
 						   view_relid, stream);
 }
 
 bool
 sp_catalog_stream_exists(Oid relid)
 {
-	return lookup_by_relid("SELECT relid::oid FROM streamproc.stream_defs WHERE relid = $1",
+	return sp_catalog_lookup("SELECT relid::oid FROM streamproc.stream_defs WHERE relid = $1",
 						   relid, NULL);
 }
 
@@ -327,11 +328,11 @@ sp_catalog_forget(Oid relid)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("DELETE FROM streamproc.view_defs WHERE relid = $1 OR stream = $1 OR state_table = $1",
+	sp_spi_run("DELETE FROM streamproc.view_defs WHERE relid = $1 OR stream = $1 OR state_table = $1",
 			 1, types, values, NULL, SPI_OK_DELETE);
-	spi_exec("DELETE FROM streamproc.late_rows WHERE stream = $1 OR view = $1",
+	sp_spi_run("DELETE FROM streamproc.late_rows WHERE stream = $1 OR view = $1",
 			 1, types, values, NULL, SPI_OK_DELETE);
-	spi_exec("DELETE FROM streamproc.stream_defs WHERE relid = $1",
+	sp_spi_run("DELETE FROM streamproc.stream_defs WHERE relid = $1",
 			 1, types, values, NULL, SPI_OK_DELETE);
 	SPI_finish();
 	sp_catalog_leave(&su);
@@ -384,7 +385,7 @@ sp_catalog_add_late_rows(Oid view_relid, int64 n)
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("UPDATE streamproc.view_defs SET late_rows = late_rows + $2 WHERE relid = $1",
+	sp_spi_run("UPDATE streamproc.view_defs SET late_rows = late_rows + $2 WHERE relid = $1",
 			 2, types, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
 	sp_catalog_leave(&su);
@@ -401,7 +402,7 @@ sp_catalog_rename_event_time(Oid stream, const char *oldname, const char *newnam
 
 	sp_catalog_enter(&su);
 	SPI_connect();
-	spi_exec("UPDATE streamproc.stream_defs SET event_time = $3 WHERE relid = $1 AND event_time = $2",
+	sp_spi_run("UPDATE streamproc.stream_defs SET event_time = $3 WHERE relid = $1 AND event_time = $2",
 			 3, types, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
 	sp_catalog_leave(&su);

@@ -36,6 +36,9 @@ extern void sp_catalog_rename_event_time(Oid stream, const char *oldname, const 
 extern Oid	sp_rel_owner(Oid relid);
 extern void sp_catalog_enter(SpSavedUser *saved);
 extern void sp_catalog_leave(SpSavedUser *saved);
+extern void sp_spi_run(const char *sql, int nargs, Oid *types, Datum *values,
+					   const char *nulls, int expected);
+extern bool sp_catalog_lookup(const char *sql, Oid relid, Oid *result);
 extern void sp_become_user(Oid userid, int sec_flags, SpSavedUser *saved);
 extern Oid	sp_catalog_schema(void);
 extern int64 sp_catalog_next_view_id(void);

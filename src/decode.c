@@ -47,6 +47,9 @@
  *
  * A row image the change needs but does not carry makes the message
  * malformed (for "before": the source table lacks REPLICA IDENTITY FULL).
+ * A tombstone (no value, or a null "payload") stands for no rows: the
+ * delete before it did the work.  (In the other formats, a message without
+ * a value is malformed.)
  * A JSON number for a timestamp, timestamptz or date column is Debezium's
  * epoch encoding (see epoch_value()), and a string for a field the schema
  * calls a Decimal is its base64 encoding; everything else as in json.  The
@@ -80,8 +83,6 @@ typedef enum SpFormat
 	SP_FORMAT_TEXT,
 	SP_FORMAT_DEBEZIUM
 } SpFormat;
-
-static const char *const format_names[] = {"json", "csv", "text", "debezium"};
 
 /* what a message gave a column */
 typedef enum ValueKind
@@ -137,10 +138,9 @@ struct SpDecoder
 	char	  **img_vals[4];	/* debezium: before/after, of the envelope */
 	uint8	   *img_kinds[4];	/* and of its "payload" (see Envelope) */
 	uint8	   *units;			/* debezium: UNIT_* per column, this message */
-	int32	   *scales;
 	uint8	   *no_units;		/* all UNIT_NONE: a message without schema */
 	uint8	   *schema_units;	/* what the last schema read said */
-	int32	   *schema_scales;
+	int32	   *schema_scales;	/* Decimal: the scale */
 	uint8	   *pending_units;	/* the struct being read */
 	int32	   *pending_scales;
 	char	   *schema_text;	/* the last schema read, as it was */
@@ -735,6 +735,102 @@ scan_column_value(Scan *s, const char *p, int col)
 }
 
 /*
+ * The next item of the object or array being read (closer '}' or ']'): *pp
+ * is at its opener (first) or just after the previous item.  Returns 1
+ * with *pp at the item, 0 with *pp after the container, or -1 with s's
+ * error set.
+ */
+static pg_attribute_always_inline int
+next_item(Scan *s, const char **pp, bool first, char closer)
+{
+	const char *end = s->end;
+	const char *p = skip_ws(first ? *pp + 1 : *pp, end);
+
+	if (p < end && *p == closer)
+	{
+		*pp = p + 1;
+		return 0;
+	}
+	if (!first)
+	{
+		if (p >= end || *p != ',')
+		{
+			fail(s, p, psprintf(closer == '}' ?
+								"expected ',' or '}' after object member, found %s" :
+								"expected ',' or ']', found %s",
+								describe(p, end)));
+			return -1;
+		}
+		p = skip_ws(p + 1, end);
+		if (p < end && *p == closer)
+		{
+			fail(s, p, "trailing comma");
+			return -1;
+		}
+	}
+	*pp = p;
+	return 1;
+}
+
+/*
+ * The next member of the object being read, as next_item: 1 with the key
+ * (in the copy, unescaped; *keylen -1 if it cannot be text) and *pp at the
+ * value.
+ */
+static pg_attribute_always_inline int
+next_member(Scan *s, const char **pp, bool first, char **key, int *keylen)
+{
+	const char *end = s->end;
+	const char *p;
+	char	   *w;
+	bool		unmatchable = false;
+	int			r = next_item(s, pp, first, '}');
+
+	if (r <= 0)
+		return r;
+	p = *pp;
+	if (p >= end || *p != '"')
+	{
+		fail(s, p, psprintf("expected a string to begin an object key, found %s",
+							describe(p, end)));
+		return -1;
+	}
+	*key = w = COPY_AT(s, p + 1);
+	p = scan_string(s, p + 1, &w, &unmatchable);
+	if (p == NULL)
+		return -1;
+	*keylen = unmatchable ? -1 : w - *key;
+	p = skip_ws(p, end);
+	if (p >= end || *p != ':')
+	{
+		fail(s, p, psprintf("expected ':' after object key, found %s", describe(p, end)));
+		return -1;
+	}
+	p = skip_ws(p + 1, end);
+	if (p >= end)
+	{
+		fail(s, p, "unexpected end of input, expected a value");
+		return -1;
+	}
+	*pp = p;
+	return 1;
+}
+
+/* the next element of the array being read, as next_item */
+static int
+next_element(Scan *s, const char **pp, bool first)
+{
+	int			r = next_item(s, pp, first, ']');
+
+	if (r > 0 && *pp >= s->end)
+	{
+		fail(s, *pp, "unexpected end of input, expected a value");
+		return -1;
+	}
+	return r;
+}
+
+/*
  * The object at p (its '{'), a row: each member whose key names a column
  * goes to s->vals/s->kinds, the others are only validated.  Returns the
  * position after the object, or NULL.
@@ -743,64 +839,35 @@ static const char *
 scan_row_object(Scan *s, const char *p)
 {
 	SpDecoder  *d = s->d;
-	const char *end = s->end;
 	int			prev = -1;		/* the last column whose key was seen */
+	char	   *key;
+	int			len;
+	int			r;
+	bool		first = true;
 
 	memset(s->kinds, VK_ABSENT, d->ncols);
-	p = skip_ws(p + 1, end);
-	if (p < end && *p == '}')
-		return p + 1;
-	for (;;)
+	while ((r = next_member(s, &p, first, &key, &len)) > 0)
 	{
-		char	   *key;
-		char	   *w;
-		bool		unmatchable = false;
-		int			col;
-
-		if (p >= end || *p != '"')
-			return fail(s, p, psprintf("expected a string to begin an object key, found %s",
-									   describe(p, end)));
-		/* unescaped in the copy, the same bytes when nothing was escaped */
-		key = w = COPY_AT(s, p + 1);
-		p = scan_string(s, p + 1, &w, &unmatchable);
-		if (p == NULL)
-			return NULL;
 		/* messages of a topic usually have their keys in one order */
-		col = d->next_key[prev + 1];
-		if (unmatchable)
+		int			col = d->next_key[prev + 1];
+
+		first = false;
+		if (len < 0)
 			col = -1;
-		else if (col < 0 || d->cols[col].namelen != w - key ||
-				 memcmp(d->cols[col].name, key, w - key) != 0)
+		else if (col < 0 || d->cols[col].namelen != len ||
+				 memcmp(d->cols[col].name, key, len) != 0)
 		{
-			col = lookup_key(d, key, w - key);
+			col = lookup_key(d, key, len);
 			if (col >= 0)
 				d->next_key[prev + 1] = col;
 		}
 		if (col >= 0)
 			prev = col;
-		p = skip_ws(p, end);
-		if (p >= end || *p != ':')
-			return fail(s, p, psprintf("expected ':' after object key, found %s",
-									   describe(p, end)));
-		p = skip_ws(p + 1, end);
-		if (p >= end)
-			return fail(s, p, "unexpected end of input, expected a value");
 		p = col < 0 ? skip_value(s, p) : scan_column_value(s, p, col);
 		if (p == NULL)
 			return NULL;
-		p = skip_ws(p, end);
-		if (p < end && *p == ',')
-		{
-			p = skip_ws(p + 1, end);
-			if (p < end && *p == '}')
-				return fail(s, p, "trailing comma");
-			continue;
-		}
-		if (p < end && *p == '}')
-			return p + 1;
-		return fail(s, p, psprintf("expected ',' or '}' after object member, found %s",
-								   describe(p, end)));
 	}
+	return r < 0 ? NULL : p;
 }
 
 /* the message's first value must be an object; false if not */
@@ -896,102 +963,6 @@ malformed(Scan *s, const char *msg)
 #define KEY_IS(key, len, lit) \
 	((len) == sizeof(lit) - 1 && memcmp((key), (lit), sizeof(lit) - 1) == 0)
 
-/*
- * The next member of the object being read: *pp is at its '{' (first) or
- * just after the previous member's value.  Returns 1 with the key (in the
- * copy, unescaped; *keylen -1 if it cannot be text) and *pp at the value,
- * 0 with *pp after the object, or -1 with s's error set.
- */
-static int
-next_member(Scan *s, const char **pp, bool first, char **key, int *keylen)
-{
-	const char *end = s->end;
-	const char *p = skip_ws(first ? *pp + 1 : *pp, end);
-	char	   *w;
-	bool		unmatchable = false;
-
-	if (p < end && *p == '}')
-	{
-		*pp = p + 1;
-		return 0;
-	}
-	if (!first)
-	{
-		if (p >= end || *p != ',')
-		{
-			fail(s, p, psprintf("expected ',' or '}' after object member, found %s",
-								describe(p, end)));
-			return -1;
-		}
-		p = skip_ws(p + 1, end);
-		if (p < end && *p == '}')
-		{
-			fail(s, p, "trailing comma");
-			return -1;
-		}
-	}
-	if (p >= end || *p != '"')
-	{
-		fail(s, p, psprintf("expected a string to begin an object key, found %s",
-							describe(p, end)));
-		return -1;
-	}
-	*key = w = COPY_AT(s, p + 1);
-	p = scan_string(s, p + 1, &w, &unmatchable);
-	if (p == NULL)
-		return -1;
-	*keylen = unmatchable ? -1 : w - *key;
-	p = skip_ws(p, end);
-	if (p >= end || *p != ':')
-	{
-		fail(s, p, psprintf("expected ':' after object key, found %s", describe(p, end)));
-		return -1;
-	}
-	p = skip_ws(p + 1, end);
-	if (p >= end)
-	{
-		fail(s, p, "unexpected end of input, expected a value");
-		return -1;
-	}
-	*pp = p;
-	return 1;
-}
-
-/* the same for the elements of an array: 1 with *pp at the next element */
-static int
-next_element(Scan *s, const char **pp, bool first)
-{
-	const char *end = s->end;
-	const char *p = skip_ws(first ? *pp + 1 : *pp, end);
-
-	if (p < end && *p == ']')
-	{
-		*pp = p + 1;
-		return 0;
-	}
-	if (!first)
-	{
-		if (p >= end || *p != ',')
-		{
-			fail(s, p, psprintf("expected ',' or ']', found %s", describe(p, end)));
-			return -1;
-		}
-		p = skip_ws(p + 1, end);
-		if (p < end && *p == ']')
-		{
-			fail(s, p, "trailing comma");
-			return -1;
-		}
-	}
-	if (p >= end)
-	{
-		fail(s, p, "unexpected end of input, expected a value");
-		return -1;
-	}
-	*pp = p;
-	return 1;
-}
-
 /* the string at p (its quote), unescaped and NUL-terminated in the copy */
 static const char *
 scan_text(Scan *s, const char *p, char **text, int *len)
@@ -1006,6 +977,27 @@ scan_text(Scan *s, const char *p, char **text, int *len)
 		*len = w - *text;
 	}
 	return p;
+}
+
+/*
+ * The array at p (its '['): each element that is an object is read by
+ * each(), the others are only validated.  Returns the position after the
+ * array, or NULL.
+ */
+static const char *
+scan_objects(Scan *s, const char *p, const char *(*each) (Scan *s, const char *p))
+{
+	int			r;
+	bool		first = true;
+
+	while ((r = next_element(s, &p, first)) > 0)
+	{
+		first = false;
+		p = *p == '{' ? each(s, p) : skip_value(s, p);
+		if (p == NULL)
+			return NULL;
+	}
+	return r < 0 ? NULL : p;
 }
 
 /*
@@ -1027,7 +1019,7 @@ scan_text(Scan *s, const char *p, char **text, int *len)
 #define UNIT_MICROS		2
 #define UNIT_NANOS		3
 #define UNIT_DAYS		4
-#define UNIT_DECIMAL	5		/* base64 two's complement, d->scales[col] */
+#define UNIT_DECIMAL	5		/* base64 two's complement, d->schema_scales[col] */
 
 static uint8
 logical_unit(const char *name)
@@ -1084,23 +1076,13 @@ scan_schema_column(Scan *s, const char *p)
 
 			while ((r = next_member(s, &p, pfirst, &key, &len)) > 0)
 			{
-				pfirst = false;
-				if (*p == '"' && KEY_IS(key, len, "scale"))
-				{
-					p = scan_text(s, p, &text, &tlen);
-					if (p != NULL)
-						scale = atoi(text);
-				}
-				else if (KEY_IS(key, len, "scale"))
-				{
-					const char *q = skip_value(s, p);
+				const char *q = skip_value(s, p);
 
-					if (q != NULL)
-						scale = atoi(COPY_AT(s, p));	/* a number: atoi stops at its end */
-					p = q;
-				}
-				else
-					p = skip_value(s, p);
+				pfirst = false;
+				/* "2" as Kafka Connect writes it, or 2: atoi stops at the end */
+				if (q != NULL && KEY_IS(key, len, "scale"))
+					scale = atoi(COPY_AT(s, p) + (*p == '"'));
+				p = q;
 				if (p == NULL)
 					return NULL;
 			}
@@ -1147,19 +1129,9 @@ scan_schema_field(Scan *s, const char *p)
 		}
 		else if (*p == '[' && KEY_IS(key, len, "fields"))
 		{
-			bool		efirst = true;
-
 			memset(d->pending_units, UNIT_NONE, d->ncols);
 			fields = true;
-			while ((r = next_element(s, &p, efirst)) > 0)
-			{
-				efirst = false;
-				p = *p == '{' ? scan_schema_column(s, p) : skip_value(s, p);
-				if (p == NULL)
-					return NULL;
-			}
-			if (r < 0)
-				return NULL;
+			p = scan_objects(s, p, scan_schema_column);
 		}
 		else
 			p = skip_value(s, p);
@@ -1200,22 +1172,8 @@ scan_schema(Scan *s, const char *p)
 	while ((r = next_member(s, &p, first, &key, &len)) > 0)
 	{
 		first = false;
-		if (*p == '[' && KEY_IS(key, len, "fields"))
-		{
-			bool		efirst = true;
-
-			while ((r = next_element(s, &p, efirst)) > 0)
-			{
-				efirst = false;
-				p = *p == '{' ? scan_schema_field(s, p) : skip_value(s, p);
-				if (p == NULL)
-					return NULL;
-			}
-			if (r < 0)
-				return NULL;
-		}
-		else
-			p = skip_value(s, p);
+		p = *p == '[' && KEY_IS(key, len, "fields") ?
+			scan_objects(s, p, scan_schema_field) : skip_value(s, p);
 		if (p == NULL)
 			return NULL;
 	}
@@ -1600,7 +1558,6 @@ sp_decoder_create(const char *format, TupleDesc desc, MemoryContext cxt)
 		d->schema_scales = palloc0(sizeof(int32) * Max(ncols, 1));
 		d->pending_scales = palloc0(sizeof(int32) * Max(ncols, 1));
 		d->units = d->no_units;
-		d->scales = d->schema_scales;
 	}
 	d->bufsize = 1024;
 	d->buf = palloc(d->bufsize);
@@ -1695,24 +1652,7 @@ floor_div(int64 a, int64 b)
 	return a / b - (a % b < 0 ? 1 : 0);
 }
 
-/*
- * A JSON number for a timestamp, timestamptz or date column, as Debezium
- * and Kafka Connect encode those (for a timestamp without time zone, the
- * wall clock as if in UTC).  unit is the field's logical type from the
- * message's schema; without one, timestamps are milliseconds since
- * 1970-01-01 00:00 UTC and dates days since 1970-01-01, or milliseconds
- * when the magnitude is 10^8 or more (no date of that many days exists).
- * A domain, or a column with a precision, gets the value through its input
- * function as text, so that it is checked and rounded as usual.
- */
-/*
- * The common case of a timestamptz in a message, parsed without the input
- * function: exactly "YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}](Z|+HH[:MM]|-HH[:MM])",
- * with a zone, so the session's time zone plays no part.  Anything else
- * (no zone, more digits, names, 'infinity', years beyond 9999) returns
- * false and goes through timestamptz_in, which gives the same result for
- * every string this accepts.
- */
+/* the two decimal digits at p */
 static inline bool
 two_digits(const char *p, int *v)
 {
@@ -1722,6 +1662,14 @@ two_digits(const char *p, int *v)
 	return true;
 }
 
+/*
+ * The common case of a timestamptz in a message, parsed without the input
+ * function: exactly "YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}](Z|+HH[:MM]|-HH[:MM])",
+ * with a zone, so the session's time zone plays no part.  Anything else
+ * (no zone, more digits, names, 'infinity', years beyond 9999) returns
+ * false and goes through timestamptz_in, which gives the same result for
+ * every string this accepts.
+ */
 static bool
 fast_timestamptz(const char *str, TimestampTz *result)
 {
@@ -1730,8 +1678,8 @@ fast_timestamptz(const char *str, TimestampTz *result)
 	int			tzh = 0, tzm = 0, sign = 1;
 	int64		frac = 0;
 	int			digits = 0;
-	int64		days;
-	TimestampTz ts;
+	struct pg_tm tm;
+	int			tz;
 
 	if (!two_digits(p, &y1) || !two_digits(p + 2, &y2) || p[4] != '-' ||
 		!two_digits(p + 5, &mon) || p[7] != '-' || !two_digits(p + 8, &day) ||
@@ -1779,16 +1727,28 @@ fast_timestamptz(const char *str, TimestampTz *result)
 		tzh > 15 || tzm > 59 ||
 		day > day_tab[isleap(y1 * 100 + y2)][mon - 1] || y1 * 100 + y2 < 1)
 		return false;
-	days = date2j(y1 * 100 + y2, mon, day) - POSTGRES_EPOCH_JDATE;
-	ts = days * USECS_PER_DAY +
-		((int64) hour * 3600 + min * 60 + sec) * USECS_PER_SEC + frac -
-		sign * ((int64) tzh * 3600 + tzm * 60) * USECS_PER_SEC;
-	if (!IS_VALID_TIMESTAMP(ts))
-		return false;
-	*result = ts;
-	return true;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y1 * 100 + y2;
+	tm.tm_mon = mon;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
+	/* seconds west of UTC, as timestamptz_in counts them */
+	tz = -sign * (tzh * SECS_PER_HOUR + tzm * SECS_PER_MINUTE);
+	return tm2timestamp(&tm, (fsec_t) frac, &tz, result) == 0;
 }
 
+/*
+ * A JSON number for a timestamp, timestamptz or date column, as Debezium
+ * and Kafka Connect encode those (for a timestamp without time zone, the
+ * wall clock as if in UTC).  unit is the field's logical type from the
+ * message's schema; without one, timestamps are milliseconds since
+ * 1970-01-01 00:00 UTC and dates days since 1970-01-01, or milliseconds
+ * when the magnitude is 10^8 or more (no date of that many days exists).
+ * A domain, or a column with a precision, gets the value through its input
+ * function as text, so that it is checked and rounded as usual.
+ */
 static Datum
 epoch_value(SpColumn *c, const char *str, uint8 unit)
 {
@@ -1885,8 +1845,9 @@ static char *
 decimal_text(SpColumn *c, const char *str, int scale)
 {
 	int			len = strlen(str);
-	uint8	   *bytes = palloc(pg_b64_dec_len(len) + 1);
-	int			nbytes = pg_b64_decode(str, len, (char *) bytes, pg_b64_dec_len(len) + 1);
+	int			maxbytes = pg_b64_dec_len(len) + 1;
+	uint8	   *bytes = palloc(maxbytes);
+	int			nbytes = pg_b64_decode(str, len, (char *) bytes, maxbytes);
 	bool		negative;
 	uint32	   *limbs;			/* base 10^9, least significant first */
 	int			nlimbs = 0;
@@ -1984,7 +1945,7 @@ convert_row(SpDecoder *d, char **vals, const uint8 *kinds, Datum *values, bool *
 				continue;
 			}
 			if (kinds[i] == VK_TEXT && d->units[i] == UNIT_DECIMAL)
-				str = decimal_text(c, str, d->scales[i]);
+				str = decimal_text(c, str, d->schema_scales[i]);
 		}
 		if (c->temporal == TEMPORAL_TIMESTAMPTZ && c->plain)
 		{
@@ -2001,14 +1962,13 @@ convert_row(SpDecoder *d, char **vals, const uint8 *kinds, Datum *values, bool *
 	d->column = NULL;
 }
 
-bool
-sp_decode(SpDecoder *d, const char *data, size_t len, Datum *values,
-		  bool *nulls, char **error)
+/* json, csv or text: the message's one row */
+static bool
+decode_row(SpDecoder *d, const char *data, size_t len, Datum *values,
+		   bool *nulls, char **error)
 {
 	Scan		s;
 
-	if (d->format == SP_FORMAT_DEBEZIUM)
-		elog(ERROR, "format \"debezium\" decodes with sp_decode_changes");
 	if (!begin_scan(d, data, len, &s, error))
 		return false;
 
@@ -2049,9 +2009,16 @@ sp_decode_changes(SpDecoder *d, const char *data, size_t len, Datum **values,
 	int			n;
 	int			i;
 
+	if (data == NULL)
+	{
+		/* no value: for Debezium the tombstone after a delete, which did the work */
+		d->column = NULL;
+		*error = d->format == SP_FORMAT_DEBEZIUM ? NULL : pstrdup("message has no value");
+		return *error ? -1 : 0;
+	}
 	if (d->format != SP_FORMAT_DEBEZIUM)
 	{
-		if (!sp_decode(d, data, len, values[0], nulls[0], error))
+		if (!decode_row(d, data, len, values[0], nulls[0], error))
 			return -1;
 		weights[0] = 1;
 		return 1;
@@ -2074,10 +2041,4 @@ const char *
 sp_decoder_column(SpDecoder *d)
 {
 	return d->column;
-}
-
-const char *
-sp_decoder_format(SpDecoder *d)
-{
-	return format_names[d->format];
 }

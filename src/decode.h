@@ -15,6 +15,9 @@
 
 typedef struct SpDecoder SpDecoder;
 
+/* the most rows one message stands for (a Debezium update) */
+#define SP_DECODE_MAX_ROWS 2
+
 /*
  * format is "json", "csv", "text" or "debezium"; anything else, or a stream the format
  * cannot fill, is an ERROR.  desc is the stream's TupleDesc (the decoder
@@ -24,45 +27,37 @@ extern SpDecoder *sp_decoder_create(const char *format, TupleDesc desc,
 									MemoryContext cxt);
 
 /*
- * Decode one message into values[]/nulls[] (desc->natts entries; dropped
- * columns are NULL).
+ * Decode one message into the weighted rows it stands for: values[i] and
+ * nulls[i] (i < SP_DECODE_MAX_ROWS, each desc->natts entries; dropped
+ * columns are NULL) and weights[i] (+1: insert, -1: retract).  Returns how
+ * many rows.
  *
- * Malformed input that the decoder detects itself (invalid JSON, not an
- * object, a nested value for a column that is not json, wrong CSV field
- * count, a NUL byte, invalid encoding) returns false with *error set to a
+ * json, csv and text give one row of weight +1.  debezium gives, for op
+ * "c" or "r" the "after" row (+1), for "d" the "before" row (-1), for "u"
+ * the "before" row (-1) then the "after" row (+1); and 0 rows for a
+ * tombstone (data NULL: a message without a value, or the null "payload"
+ * of one serialized with its schema).
+ *
+ * Malformed input that the decoder detects itself (no value but for a
+ * Debezium tombstone, invalid JSON, not an object, a nested value for a
+ * column that is not json, wrong CSV field count, a NUL byte, invalid
+ * encoding; for debezium a change without the rows it needs, an unknown op
+ * or a message that is not a change event) returns -1 with *error set to a
  * palloc'd message such as "invalid JSON at byte 17: expected ':' after
  * object key" (byte offsets count from 0).  No ERROR is raised for those.
  *
  * Errors raised by a column type's input function propagate as ERRORs;
- * sp_decoder_column() then names the column being converted.
+ * sp_decoder_column() then names the column being converted.  The
+ * message's rows are then all lost together, never one without the other.
  *
  * Values and error messages are allocated in CurrentMemoryContext.
- */
-extern bool sp_decode(SpDecoder *d, const char *data, size_t len,
-					  Datum *values, bool *nulls, char **error);
-
-/*
- * Decode one message of any format into the weighted rows it stands for:
- * values[i]/nulls[i] (i < 2, each desc->natts entries) and weights[i] (+1:
- * insert, -1: retract).  Returns how many rows, or -1 for malformed input
- * with *error set as for sp_decode.
- *
- * json, csv and text give one row of weight +1.  debezium gives, for op
- * "c" or "r" the "after" row (+1), for "d" the "before" row (-1), for "u"
- * the "before" row (-1) then the "after" row (+1); and 0 rows for the null
- * "payload" of a tombstone serialized with its schema.  A change without
- * the rows it needs, an unknown op or a message that is not a change event
- * is malformed.  Errors of input functions propagate as for sp_decode: the
- * message's rows are then all lost together, never one without the other.
  */
 extern int	sp_decode_changes(SpDecoder *d, const char *data, size_t len,
 							  Datum **values, bool **nulls, int *weights,
 							  char **error);
 
-/* the column whose input function was running when an ERROR escaped sp_decode, or NULL */
+/* the column whose input function was running when an ERROR escaped sp_decode_changes, or NULL */
 extern const char *sp_decoder_column(SpDecoder *d);
 
-/* "json", "csv", "text" or "debezium" */
-extern const char *sp_decoder_format(SpDecoder *d);
 
 #endif

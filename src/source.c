@@ -220,17 +220,6 @@ sp_jsonb_scalar_text(JsonbValue *v)
 	}
 }
 
-/* run a catalog statement (under SPI); anything but the expected result is a bug */
-void
-sp_spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
-		   int expected)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "SPI_execute_with_args failed (%d): %s", rc, sql);
-}
-
 PG_FUNCTION_INFO_V1(sp_create_kafka_source);
 
 /*
@@ -489,20 +478,9 @@ sp_catalog_stream_sources(Oid stream)
 bool
 sp_stream_has_retracting_source(Oid stream)
 {
-	SpSavedUser su;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(stream)};
-	bool		found;
-
-	sp_catalog_enter(&su);
-	SPI_connect();
-	sp_spi_run("SELECT 1 FROM streamproc.source_defs"
-			   " WHERE stream = $1 AND (kind = 'pg' OR format = 'debezium')",
-			   1, types, values, NULL, SPI_OK_SELECT);
-	found = SPI_processed > 0;
-	SPI_finish();
-	sp_catalog_leave(&su);
-	return found;
+	return sp_catalog_lookup("SELECT 1 FROM streamproc.source_defs"
+							 " WHERE stream = $1 AND (kind = 'pg' OR format = 'debezium')",
+							 stream, NULL);
 }
 
 PG_FUNCTION_INFO_V1(sp_mask_options);

@@ -14,8 +14,6 @@ extern List *sp_catalog_stream_sources(Oid stream);
 extern void sp_check_create_source(FunctionCallInfo fcinfo, const char *func, int nargs,
 								   int optional);
 extern void sp_check_source_stream(const char *name, Oid stream);
-extern void sp_spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
-					   int expected);
 extern bool sp_stream_has_retracting_source(Oid stream);
 
 #endif

@@ -81,14 +81,18 @@ sp_subxact_end(SpSubxact *sx, bool keep)
 static bool
 is_data_error(int sqlerrcode)
 {
-	const char *state = unpack_sql_state(sqlerrcode);
-
-	return strncmp(state, "22", 2) == 0 ||	/* data exception */
-		strncmp(state, "23", 2) == 0 || /* integrity constraint */
-		strncmp(state, "P0", 2) == 0 || /* raised by a PL/pgSQL function */
-		strncmp(state, "2F", 2) == 0 || /* SQL routine exception */
-		strncmp(state, "38", 2) == 0 || /* external routine exception */
-		strncmp(state, "39", 2) == 0;	/* external routine invocation */
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_DATA_EXCEPTION:
+		case ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION:
+		case ERRCODE_PLPGSQL_ERROR: /* raised by a PL/pgSQL function */
+		case ERRCODE_SQL_ROUTINE_EXCEPTION:
+		case ERRCODE_EXTERNAL_ROUTINE_EXCEPTION:
+		case ERRCODE_EXTERNAL_ROUTINE_INVOCATION_EXCEPTION:
+			return true;
+		default:
+			return false;
+	}
 }
 
 /*

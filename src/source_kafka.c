@@ -24,7 +24,8 @@
  * in subtransactions), becomes a dead letter in the batch's transaction.
  * A message is the unit: the two rows of a Debezium update (the old row
  * retracted, the new one inserted) are applied or set aside together.
- * Debezium's tombstones (a null value after a delete) are skipped.
+ * Debezium's tombstones (a null value after a delete) are no rows: they
+ * are only counted.
  * Errors that are not about the data (a missing table, a lock timeout, a
  * lost broker) roll the batch back and are retried.
  *
@@ -100,7 +101,6 @@ typedef struct Source
 	char	   *brokers;
 	char	   *topic;
 	char	   *format;
-	bool		changes;		/* debezium: rows weigh +1 or -1, tombstones skipped */
 	bool		start_latest;
 	int			parallelism;
 	int			batch_size;
@@ -151,6 +151,7 @@ on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	Source	   *src = current;
 	char	   *msg;
+	TimestampTz now = GetCurrentTimestamp();
 
 	if (src == NULL)
 		return;
@@ -159,9 +160,9 @@ on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	sp_worker_report_error(src->slot, msg);
 	/* the catalog copy at most every 10 seconds: errors repeat while down */
 	if (!IsTransactionState() &&
-		TimestampDifferenceExceeds(src->kafka_error_recorded_at, GetCurrentTimestamp(), 10000))
+		TimestampDifferenceExceeds(src->kafka_error_recorded_at, now, 10000))
 	{
-		src->kafka_error_recorded_at = GetCurrentTimestamp();
+		src->kafka_error_recorded_at = now;
 		sp_source_record_error(src->id, msg);
 	}
 	pfree(msg);
@@ -216,7 +217,6 @@ load_source(int32 id, int32 index)
 		src->brokers = SPI_getvalue(tup, desc, 3);
 		src->topic = SPI_getvalue(tup, desc, 4);
 		src->format = SPI_getvalue(tup, desc, 5);
-		src->changes = strcmp(src->format, "debezium") == 0;
 		start = SPI_getvalue(tup, desc, 6);
 		src->start_latest = strcmp(start, "latest") == 0;
 		src->parallelism = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
@@ -553,12 +553,12 @@ decode_messages(Source *src, int from, Rows *rows, List **dead)
 	SpSubxact	sx;
 	volatile int i = from;
 	int			natts = src->desc->natts;
-	Datum	   *values[2];
-	bool	   *nulls[2];
-	int			weights[2];
+	Datum	   *values[SP_DECODE_MAX_ROWS];
+	bool	   *nulls[SP_DECODE_MAX_ROWS];
+	int			weights[SP_DECODE_MAX_ROWS];
 	int			r;
 
-	for (r = 0; r < 2; r++)
+	for (r = 0; r < SP_DECODE_MAX_ROWS; r++)
 	{
 		values[r] = MemoryContextAlloc(batch_cxt, sizeof(Datum) * natts);
 		nulls[r] = MemoryContextAlloc(batch_cxt, sizeof(bool) * natts);
@@ -578,11 +578,7 @@ decode_messages(Source *src, int from, Rows *rows, List **dead)
 			TimestampTz max_time = 0;
 
 			MemoryContextReset(src->row_cxt);
-			if (m->payload == NULL && src->changes)
-				 /* a tombstone: the delete before it did the work */ ;
-			else if (m->payload == NULL)
-				error = "message has no value";
-			else if (m->len > (size_t) sp_max_message_size)
+			if (m->payload != NULL && m->len > (size_t) sp_max_message_size)
 				error = psprintf("message of %zu bytes is larger than streamproc.max_message_size (%d bytes)",
 								 m->len, sp_max_message_size);
 			else
@@ -854,11 +850,10 @@ apply_messages(Source *src)
 		p->bytes += m->len;
 	}
 
-	/* a message is at most two rows (a Debezium update) */
 	rows.n = 0;
-	rows.tuples = palloc(sizeof(HeapTuple) * src->nmsgs * (src->changes ? 2 : 1));
-	rows.weights = palloc(sizeof(int8) * src->nmsgs * (src->changes ? 2 : 1));
-	rows.msg = palloc(sizeof(int) * src->nmsgs * (src->changes ? 2 : 1));
+	rows.tuples = palloc(sizeof(HeapTuple) * src->nmsgs * SP_DECODE_MAX_ROWS);
+	rows.weights = palloc(sizeof(int8) * src->nmsgs * SP_DECODE_MAX_ROWS);
+	rows.msg = palloc(sizeof(int) * src->nmsgs * SP_DECODE_MAX_ROWS);
 	for (from = 0; from < src->nmsgs;)
 	{
 		int			stopped = decode_messages(src, from, &rows, &dead);
@@ -1051,7 +1046,7 @@ tick(Source *src)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
-	bool		changed = false;
+	bool		in_xact = false;
 
 	if (!sp_worker_rate_tick(&src->rate, src->slot, now))
 		return;
@@ -1059,36 +1054,27 @@ tick(Source *src)
 	/* lag for streamproc.source_partitions while no batch writes it */
 	for (i = 0; i < src->nparts; i++)
 	{
+		Oid			types[3] = {INT4OID, INT4OID, INT8OID};
+		Datum		values[3];
 		int64		lo = -1;
 		int64		hi = -1;
 
 		rd_kafka_get_watermark_offsets(src->rk, src->topic, src->parts[i].id, &lo, &hi);
-		if (hi >= 0 && hi != src->parts[i].hwm_reported)
-			changed = true;
+		if (hi < 0 || hi == src->parts[i].hwm_reported)
+			continue;
+		if (!in_xact)
+			sp_worker_xact_begin();
+		in_xact = true;
+		values[0] = Int32GetDatum(src->id);
+		values[1] = Int32GetDatum(src->parts[i].id);
+		values[2] = Int64GetDatum(hi);
+		SPI_execute_with_args("UPDATE streamproc.source_offsets SET high_watermark = $3"
+							  " WHERE source = $1 AND partition = $2",
+							  3, types, values, NULL, false, 0);
+		src->parts[i].hwm_reported = hi;
 	}
-	if (changed)
-	{
-		sp_worker_xact_begin();
-		for (i = 0; i < src->nparts; i++)
-		{
-			Oid			types[3] = {INT4OID, INT4OID, INT8OID};
-			Datum		values[3];
-			int64		lo = -1;
-			int64		hi = -1;
-
-			rd_kafka_get_watermark_offsets(src->rk, src->topic, src->parts[i].id, &lo, &hi);
-			if (hi < 0 || hi == src->parts[i].hwm_reported)
-				continue;
-			values[0] = Int32GetDatum(src->id);
-			values[1] = Int32GetDatum(src->parts[i].id);
-			values[2] = Int64GetDatum(hi);
-			SPI_execute_with_args("UPDATE streamproc.source_offsets SET high_watermark = $3"
-								  " WHERE source = $1 AND partition = $2",
-								  3, types, values, NULL, false, 0);
-			src->parts[i].hwm_reported = hi;
-		}
+	if (in_xact)
 		sp_worker_xact_commit();
-	}
 
 	/* after broker trouble: healthy again once the brokers answer */
 	if (src->kafka_error || src->slot->in_error)

@@ -136,6 +136,7 @@ sp_source_worker_loop(int32 source_id, SpWorkerSlot *slot, MemoryContext cxt,
 		PG_CATCH();
 		{
 			ErrorData  *edata;
+			TimestampTz now;
 
 			HOLD_INTERRUPTS();
 			MemoryContextSwitchTo(cxt);
@@ -154,9 +155,10 @@ sp_source_worker_loop(int32 source_id, SpWorkerSlot *slot, MemoryContext cxt,
 			FreeErrorData(edata);
 
 			/* back off more while failures keep coming */
-			if (TimestampDifferenceExceeds(last_failure, GetCurrentTimestamp(), 60000))
+			now = GetCurrentTimestamp();
+			if (TimestampDifferenceExceeds(last_failure, now, 60000))
 				backoff_ms = 1000;
-			last_failure = GetCurrentTimestamp();
+			last_failure = now;
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 backoff_ms, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);

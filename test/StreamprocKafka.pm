@@ -1,7 +1,9 @@
 # StreamprocKafka — what the Kafka TAP tests share: a private mock Kafka
 # cluster (test/kafka/mock_kafka) driven through its standard input, the
-# Nexmark-style bid generator (bench/kafka/bidgen), and polling with a
-# deadline of our own.
+# Nexmark-style bid generator (bench/kafka/bidgen), polling with a deadline
+# of our own, a cluster with streamproc preloaded, and a way to kill a
+# source worker in the middle of a batch (which the PostgreSQL source's
+# test uses too).
 #
 # test/run copies both programs where the tests' user can run them and
 # passes their paths in MOCK_KAFKA and BIDGEN; run by hand from the top of
@@ -12,11 +14,13 @@ use strict;
 use warnings;
 use Carp;
 use IPC::Run;
+use PostgreSQL::Test::Cluster;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
 use Exporter 'import';
-our @EXPORT = qw(bidgen_produce bidgen_start bidgen_running bidgen_finish bidgen_print wait_until log_since);
+our @EXPORT = qw(bidgen_produce bidgen_start bidgen_running bidgen_finish bidgen_print wait_until log_since
+  streamproc_node create_kill_applying_worker);
 
 my $MOCK_KAFKA = $ENV{MOCK_KAFKA} // 'test/kafka/mock_kafka';
 my $BIDGEN     = $ENV{BIDGEN}     // 'bench/kafka/bidgen';
@@ -192,6 +196,58 @@ sub log_since
 {
     my ($node, $offset) = @_;
     return PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset);
+}
+
+# ---------------------------------------------------------------- clusters and crashes
+
+# A started cluster named $name with streamproc preloaded.  With
+# restart_after_crash => 1, a killed process makes the postmaster
+# reinitialize and start everything again, as in production (the test
+# framework turns this off, so that any crash stops the server and the
+# test with it).
+sub streamproc_node
+{
+    my ($name, %args) = @_;
+    my $node = PostgreSQL::Test::Cluster->new($name);
+    $node->init;
+    $node->append_conf('postgresql.conf', "shared_preload_libraries = 'streamproc'\n"
+          . ($args{restart_after_crash} ? "restart_after_crash = on\n" : ''));
+    $node->start;
+    return $node;
+}
+
+# Create kill_applying_worker(seconds float8) RETURNS int in database $db
+# (default postgres) of $node.  A batch is applied in a few milliseconds,
+# too briefly for a kill sent from the test to land inside it by chance:
+# the function waits, in the server, for a source worker to be applying a
+# batch and SIGKILLs it at once (the server's user may run kill, and COPY TO
+# PROGRAM runs it without a round trip).  It returns the pid, or NULL if no
+# batch was seen within the time given; the session that calls it goes
+# down with the crash.
+sub create_kill_applying_worker
+{
+    my ($node, $db) = @_;
+    $node->safe_psql($db // 'postgres', q{
+    CREATE FUNCTION kill_applying_worker(seconds float8) RETURNS int LANGUAGE plpgsql AS $$
+    DECLARE
+        victim int;
+        deadline timestamptz := clock_timestamp() + seconds * interval '1 second';
+    BEGIN
+        WHILE clock_timestamp() < deadline LOOP
+            PERFORM pg_stat_clear_snapshot();
+            SELECT pid INTO victim FROM pg_stat_activity
+             WHERE backend_type = 'streamproc source' AND state = 'active'
+               AND query = 'applying a batch'
+             LIMIT 1;
+            IF victim IS NOT NULL THEN
+                EXECUTE format('COPY (SELECT) TO PROGRAM %L', 'kill -9 ' || victim);
+                RETURN victim;
+            END IF;
+        END LOOP;
+        RETURN NULL;
+    END
+    $$});
+    return;
 }
 
 1;

@@ -26,15 +26,9 @@ my $kafka   = StreamprocKafka->new;
 my $brokers = $kafka->brokers;
 is($kafka->command('topic bids 4'), 'ok', 'a topic with 4 partitions');
 
-my $node = PostgreSQL::Test::Cluster->new('exactly_once');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'streamproc'
 # A killed worker makes the postmaster reinitialize and start everything
-# again, as in production (the test framework turns this off).
-restart_after_crash = on
-});
-$node->start;
+# again, as in production.
+my $node = streamproc_node('exactly_once', restart_after_crash => 1);
 
 # Event time with a delay far larger than the bids' spread: no bid is ever
 # late, so the views must count every one, and the watermark is checked too.
@@ -76,31 +70,9 @@ sub committed
         q{SELECT coalesce(sum(rows_in) + sum(dead_letters), 0) FROM streamproc.source_partitions});
 }
 
-# A batch of 500 rows is applied in a few milliseconds, too briefly for a
-# kill from here to land inside it by chance: this waits, in the server, for
-# a worker to be applying a batch and SIGKILLs it at once (the server's
-# user may run kill, and COPY TO PROGRAM runs it without a round trip).
-# Returns the pid, or NULL if no batch was seen within the time given.
-$node->safe_psql('postgres', q{
-    CREATE FUNCTION kill_applying_worker(seconds float8) RETURNS int LANGUAGE plpgsql AS $$
-    DECLARE
-        victim int;
-        deadline timestamptz := clock_timestamp() + seconds * interval '1 second';
-    BEGIN
-        WHILE clock_timestamp() < deadline LOOP
-            PERFORM pg_stat_clear_snapshot();
-            SELECT pid INTO victim FROM pg_stat_activity
-             WHERE backend_type = 'streamproc source' AND state = 'active'
-               AND query = 'applying a batch'
-             LIMIT 1;
-            IF victim IS NOT NULL THEN
-                EXECUTE format('COPY (SELECT) TO PROGRAM %L', 'kill -9 ' || victim);
-                RETURN victim;
-            END IF;
-        END LOOP;
-        RETURN NULL;
-    END
-    $$});
+# kill_applying_worker(seconds): SIGKILLs a worker caught applying a batch
+# (see StreamprocKafka.pm)
+create_kill_applying_worker($node);
 
 # Ten rounds: start producing a chunk of 4000 bids at 10 000 bids/s, wait
 # until the source is applying it, then crash while bids still arrive.  Two
@@ -177,6 +149,7 @@ diag(sprintf('%d kills (%d of a worker caught applying a batch), %d immediate st
         $kills, $in_batch, $stops, $while_producing, $produced, $caught_up // -1));
 cmp_ok($kills, '>=', 8, 'at least 8 workers killed');
 is($stops, 2, 'two immediate stops');
+cmp_ok($in_batch, '>=', 1, 'at least one worker killed while it was applying a batch');
 
 is($node->safe_psql('postgres', q{
         SELECT sum(rows_in), sum(dead_letters), sum(committed_offset)

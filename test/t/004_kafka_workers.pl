@@ -1,7 +1,7 @@
 # The life of Kafka source workers: they appear when a source is created,
 # go and come back with stop_source/start_source, leave with drop_source,
-# survive a clean restart, ride out a broker outage, and get out of the way
-# of DROP DATABASE and DROP EXTENSION.  After each step the view must equal
+# survive a clean restart, show their rate, ride out a broker outage, and
+# get out of the way of DROP DATABASE and DROP EXTENSION.  After each step the view must equal
 # the same GROUP BY over the messages produced so far: nothing lost, nothing
 # counted twice.
 use strict;
@@ -20,12 +20,9 @@ my $kafka   = StreamprocKafka->new(brokers => 1);
 my $brokers = $kafka->brokers;
 is($kafka->command('topic bids 4'), 'ok', 'a topic with 4 partitions');
 
-my $node = PostgreSQL::Test::Cluster->new('workers');
-$node->init;
 # restart_after_crash stays off (the framework's default): a crash of any
 # process stops the server, and the test with it.
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'streamproc'");
-$node->start;
+my $node = streamproc_node('workers');
 
 $node->safe_psql('postgres', q{
     CREATE EXTENSION streamproc;
@@ -41,16 +38,24 @@ $node->safe_psql('postgres', q{
     SELECT (j->>'auction')::bigint AS auction, (j->>'price')::bigint AS price FROM bids_raw;
 });
 
+# Load the bids of chunk $seed into bids_raw.
+sub record_bids
+{
+    my ($seed, $count) = @_;
+    my $file = $node->basedir . "/bids_$seed.json";
+    bidgen_print($file, seed => $seed, count => $count);
+    $node->safe_psql('postgres', "COPY bids_raw FROM '$file'");
+    return;
+}
+
 # Produce a chunk of bids, and load the same bids into bids_raw.
 my $total = 0;
 sub produce
 {
     my ($seed, $count) = @_;
-    my $file = $node->basedir . "/bids_$seed.json";
     $total += bidgen_produce(brokers => $brokers, topic => 'bids', partitions => 4,
                              count => $count, seed => $seed);
-    bidgen_print($file, seed => $seed, count => $count);
-    $node->safe_psql('postgres', "COPY bids_raw FROM '$file'");
+    record_bids($seed, $count);
     return;
 }
 
@@ -105,6 +110,7 @@ $node->safe_psql('postgres', q{SELECT streamproc.stop_source('bids_src')});
 $took = wait_until($node, 'postgres', procs('source', 'postgres'), '0', 10);
 ok(defined $took, 'stop_source: the workers are gone within seconds');
 diag(sprintf('workers gone %.1f s after stop_source', $took // -1));
+cmp_ok($took // 99, '<', 4, 'the workers stop within a second or so of stop_source');
 is($node->safe_psql('postgres', q{SELECT state, workers FROM streamproc.sources WHERE name = 'bids_src'}),
    'stopped|0', 'streamproc.sources: stopped');
 
@@ -119,6 +125,7 @@ $node->safe_psql('postgres', q{SELECT streamproc.start_source('bids_src')});
 $took = wait_until($node, 'postgres', procs('source', 'postgres'), '2', 10);
 ok(defined $took, 'start_source: the workers are back within seconds');
 diag(sprintf('workers back %.1f s after start_source', $took // -1));
+cmp_ok($took // 99, '<', 4, 'the workers start within a second or so of start_source');
 caught_up_and_exact('after stop and start');
 
 # ------------------------------------------------------------ clean restart
@@ -139,6 +146,24 @@ ok(defined $took, 'a terminated worker is started again');
 diag(sprintf('worker replaced %.1f s after pg_terminate_backend', $took // -1));
 produce(4, 2000);
 caught_up_and_exact('after a worker was terminated');
+
+# ------------------------------------------------------------ rates
+# While bids arrive at a steady 2000 a second, streamproc.sources shows the
+# rate at which the workers apply them (measured once a second), and 0 once
+# they have stopped coming.
+my $bg = bidgen_start(brokers => $brokers, topic => 'bids', partitions => 4,
+                      count => 8000, seed => 6, rate => 2000);
+ok(defined wait_until($node, 'postgres', q{
+        SELECT rows_per_sec BETWEEN 500 AND 8000 FROM streamproc.sources WHERE name = 'bids_src'}, 't', 30),
+   'rows_per_sec shows the rate while bids arrive');
+diag(sprintf('rows_per_sec while 2000 bids/s arrive: %s',
+    $node->safe_psql('postgres', q{SELECT round(rows_per_sec) FROM streamproc.sources WHERE name = 'bids_src'})));
+$total += bidgen_finish($bg);
+record_bids(6, 8000);
+caught_up_and_exact('after a steady stream');
+ok(defined wait_until($node, 'postgres', q{
+        SELECT rows_per_sec = 0 FROM streamproc.sources WHERE name = 'bids_src'}, 't', 10),
+   'rows_per_sec is 0 once the bids have stopped');
 
 # ------------------------------------------------------------ broker outage
 my @pids_before = split /\n/, $node->safe_psql('postgres',
@@ -178,21 +203,27 @@ diag(sprintf('during the outage: %d "consuming topic" lines, %d ERROR lines, %d 
     "@pids_before" eq "@pids_after" ? 'kept their pids' : "changed (@pids_before -> @pids_after)"));
 
 # ------------------------------------------------------------ drop_source
-# (a source of its own in a second database, so that bids_src keeps running)
+# (a source of its own in a second database, so that bids_src keeps running;
+# other_src, with batches of 10, takes a few seconds to read the topic)
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 $node->safe_psql('other', qq{
     CREATE EXTENSION streamproc;
     SELECT streamproc.create_stream('bids', 'auction bigint, price bigint');
     SELECT streamproc.create_view('n', \$\$SELECT count(*) AS n FROM bids\$\$);
     SELECT streamproc.create_kafka_source('drop_me', 'bids', '$brokers', 'bids', parallelism => 2);
-    SELECT streamproc.create_kafka_source('other_src', 'bids', '$brokers', 'bids');
+    SELECT streamproc.create_kafka_source('other_src', 'bids', '$brokers', 'bids', batch_size => 10);
 });
+ok(defined wait_until($node, 'other', q{
+        SELECT s.lag > 0 AND s.lag = (SELECT sum(p.lag) FROM streamproc.source_partitions p WHERE p.source = s.name)
+          FROM streamproc.sources s WHERE s.name = 'other_src'}, 't', 30),
+   'while other_src catches up, streamproc.sources and source_partitions show its lag');
 ok(defined wait_until($node, 'other', procs('source', 'other', q{AND application_name = 'drop_me'}), '2', 10),
    'second database: two workers for drop_me');
 $node->safe_psql('other', q{SELECT streamproc.drop_source('drop_me')});
 $took = wait_until($node, 'other', procs('source', 'other', q{AND application_name = 'drop_me'}), '0', 10);
 ok(defined $took, 'drop_source: its workers are gone within seconds');
 diag(sprintf('workers gone %.1f s after drop_source', $took // -1));
+cmp_ok($took // 99, '<', 4, 'the workers stop within a second or so of drop_source');
 is($node->safe_psql('other', q{SELECT count(*) FROM streamproc.sources WHERE name = 'drop_me'}),
    '0', 'and so is the source');
 
@@ -216,6 +247,7 @@ $took = wait_until($node, 'postgres',
     '0', 10);
 ok(defined $took, 'DROP EXTENSION: the source workers and the supervisor are gone within seconds');
 diag(sprintf('gone %.1f s after DROP EXTENSION', $took // -1));
+cmp_ok($took // 99, '<', 4, 'they stop within a second or so of DROP EXTENSION');
 sleep(3);
 my @errors = log_since($node, $log_offset) =~ /^.*\bERROR: .*$/mg;
 is(scalar(@errors), 0, 'no errors in the server log after DROP EXTENSION') or diag(join("\n", @errors));
