@@ -77,7 +77,7 @@ SELECT * FROM acc_by_owner ORDER BY owner;
 SELECT differing('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner');
 SELECT differing('acc_all', 'SELECT count(*), sum(balance), avg(balance) FROM accounts');
 -- an owner whose last account went away is a group of no rows
-SELECT count(*) FROM accounts WHERE owner = 'owner9';
+SELECT count(*) FROM acc_by_owner WHERE owner = 'owner9';
 
 -- the keyed copy: what the source counted, per key
 SELECT count(*) AS rows_held, sum(n) AS counted FROM streamproc.pg_source_rows r
@@ -174,6 +174,33 @@ UPDATE notes SET qty = '3' WHERE id = 2;                      -- body: the new o
 SELECT caught_up('notes_src', :'mark');
 SELECT * FROM note_sizes ORDER BY grp;
 SELECT differing('note_sizes', 'SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM notes GROUP BY grp');
+-- lag: the bytes a source is behind show while its batch waits (here for
+-- batch_timeout), and are 0 once it is applied
+SELECT streamproc.stop_source('notes_src');
+SELECT wait_for($$(SELECT workers = 0 FROM streamproc.sources WHERE name = 'notes_src')$$);
+UPDATE streamproc.source_defs SET batch_timeout = '3 s' WHERE name = 'notes_src';
+SELECT streamproc.start_source('notes_src');
+SELECT pg_current_wal_insert_lsn() AS mark \gset
+UPDATE notes SET qty = '4' WHERE id = 2;
+SELECT wait_for($$(SELECT lag > 0 FROM streamproc.sources WHERE name = 'notes_src')$$);
+SELECT caught_up('notes_src', :'mark');
+SELECT wait_for($$(SELECT lag = 0 FROM streamproc.sources WHERE name = 'notes_src')$$);
+SELECT differing('note_sizes', 'SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM notes GROUP BY grp');
+
+-- values that COPY's text format escapes come through the initial copy as
+-- they are (a literal \N is no NULL)
+CREATE TABLE texts (id int PRIMARY KEY, t text);
+INSERT INTO texts VALUES (1, E'a\tb'), (2, E'line\nbreak\r'), (3, E'back\\slash'), (4, '\N'), (5, NULL),
+                         (6, ''), (7, E'\\N'), (8, E'\b\f\x0b');
+CREATE PUBLICATION texts_pub FOR TABLE texts;
+SELECT streamproc.create_stream('text_changes', 'id int, t text');
+CREATE VIEW text_counts WITH (streamproc.continuous) AS
+SELECT t, count(*) AS n, sum(id) AS ids FROM text_changes GROUP BY t;
+SELECT pg_current_wal_insert_lsn() AS mark \gset
+SELECT streamproc.create_pg_source('texts_src', 'text_changes', :'conninfo', 'texts_pub', 'texts');
+SELECT caught_up('texts_src', :'mark');
+SELECT differing('text_counts', 'SELECT t, count(*), sum(id) FROM texts GROUP BY t');
+SELECT count(*) FROM text_counts WHERE t IS NULL;
 
 -- ---------------------------------------------------------------------------
 -- a partitioned table and event time; the initial copy, applied in chunks
@@ -220,6 +247,10 @@ SELECT streamproc.start_source('acc_src');
 SELECT caught_up('acc_src', :'mark');
 SELECT differing('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner');
 SELECT wait_for($$(SELECT state = 'running' AND lag = 0 FROM streamproc.sources WHERE name = 'acc_src')$$);
+-- the slot is told what the source committed (and keeps no WAL for it)
+SELECT wait_for($$(SELECT s.confirmed_flush_lsn >= d.lsn
+                     FROM pg_replication_slots s, streamproc.sources d
+                    WHERE s.slot_name = 'streamproc_acc_src' AND d.name = 'acc_src')$$);
 
 -- ---------------------------------------------------------------------------
 -- snapshot => false on a slot of one's own: only what comes after it
@@ -259,12 +290,25 @@ SELECT streamproc.create_pg_source('x', 'acc_changes', :'conninfo', 'acc_pub', '
 SELECT streamproc.create_pg_source('x', 'acc_changes', :'conninfo', 'acc_pub', 'public.accounts', slot => 'Bad-Slot');
 SELECT streamproc.create_pg_source('x', 'acc_changes', :'conninfo', 'acc_pub', 'public.accounts', slot => 'my_acc_slot');
 SELECT streamproc.create_pg_source('x', 'acc_changes', :'conninfo', 'acc_pub', 'public.accounts', slot => 'streamproc_acc_src', snapshot => false);
+-- a slot of another database
+SELECT current_database() AS db \gset
+\c postgres
+SELECT 'ok' FROM pg_create_logical_replication_slot('other_db_slot', 'pgoutput');
+\c :db
+SELECT streamproc.create_pg_source('x', 'acc_changes', :'conninfo', 'acc_pub', 'public.accounts', slot => 'other_db_slot', snapshot => false);
+SELECT pg_drop_replication_slot('other_db_slot');
 SELECT streamproc.create_pg_source('acc_src', 'acc_changes', :'conninfo', 'acc_pub', 'public.accounts');
 SELECT streamproc.create_pg_source('x', 'accounts', :'conninfo', 'acc_pub', 'public.accounts');
 SELECT streamproc.create_pg_source('x', 'acc_changes', :'conninfo', NULL, 'public.accounts');
 SELECT streamproc.create_stream('acc_other', 'nothing_alike int');
 CREATE VIEW acc_other_n WITH (streamproc.continuous) AS SELECT count(*) AS n FROM acc_other;
 SELECT streamproc.create_pg_source('x', 'acc_other', :'conninfo', 'acc_pub', 'public.accounts');
+-- only the columns of a publication's column list are published
+CREATE PUBLICATION acc_cols_pub FOR TABLE accounts (id, balance);
+SELECT streamproc.create_stream('acc_owners', 'owner text');
+SELECT streamproc.create_pg_source('x', 'acc_owners', :'conninfo', 'acc_cols_pub', 'public.accounts');
+SELECT streamproc.drop_stream('acc_owners');
+DROP PUBLICATION acc_cols_pub;
 -- a view that cannot take rows back stands in the way
 SELECT streamproc.create_stream('acc_max', 'id int, balance int');
 CREATE VIEW acc_top WITH (streamproc.continuous) AS SELECT max(balance) AS top FROM acc_max;
@@ -318,12 +362,13 @@ SELECT wait_for($$NOT (SELECT active FROM pg_replication_slots WHERE slot_name =
 SELECT pg_drop_replication_slot('my_acc_slot');
 SELECT streamproc.drop_source('docs_src');
 SELECT streamproc.drop_source('notes_src');
+SELECT streamproc.drop_source('texts_src');
 SELECT streamproc.drop_source('readings_src');
 SELECT slot_name FROM pg_replication_slots;
 SELECT name FROM streamproc.sources WHERE kind = 'pg';
 
 DROP VIEW acc_by_owner, acc_all, acc_new_totals, acc_other_n, acc_top, doc_sizes, doc_ratio, note_sizes,
-          readings_daily;
+          readings_daily, text_counts;
 SELECT streamproc.drop_stream('acc_changes');
 SELECT streamproc.drop_stream('acc_new');
 SELECT streamproc.drop_stream('acc_other');
@@ -331,7 +376,8 @@ SELECT streamproc.drop_stream('acc_max');
 SELECT streamproc.drop_stream('doc_changes');
 SELECT streamproc.drop_stream('note_changes');
 SELECT streamproc.drop_stream('reading_changes');
-DROP PUBLICATION acc_pub, docs_pub, notes_pub, readings_pub;
-DROP TABLE accounts, docs, notes, readings;
+SELECT streamproc.drop_stream('text_changes');
+DROP PUBLICATION acc_pub, docs_pub, notes_pub, readings_pub, texts_pub;
+DROP TABLE accounts, docs, notes, readings, texts;
 DELETE FROM streamproc.dead_letters WHERE source IN ('docs_src', 'notes_src');
 DROP FUNCTION wait_for(text), caught_up(text, pg_lsn), differing(text, text);

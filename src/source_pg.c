@@ -55,6 +55,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "commands/copy.h"
 #include "executor/spi.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
@@ -102,7 +103,7 @@ load_source(int32 id)
 
 	if (sp_source_worker_lookup(id,
 								"SELECT name, stream, conninfo, publication, source_table, slot,"
-								"       snapshot, slot_created, row_identity, batch_size,"
+								"       snapshot, slot_created, batch_size,"
 								"       (extract(epoch FROM batch_timeout) * 1000)::int,"
 								"       (SELECT event_time_att FROM streamproc.stream_defs d WHERE d.relid = s.stream),"
 								"       owner"
@@ -130,16 +131,17 @@ load_source(int32 id)
 		src->slot = SPI_getvalue(tup, desc, 6);
 		src->snapshot = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
 		src->slot_created = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
-		src->identity = SPI_getvalue(tup, desc, 9);
-		src->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
-		src->batch_timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
-		d = SPI_getbinval(tup, desc, 12, &isnull);
+		src->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+		src->batch_timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
+		d = SPI_getbinval(tup, desc, 11, &isnull);
 		src->event_time_att = isnull ? InvalidAttrNumber : DatumGetInt16(d);
-		src->owner_superuser = superuser_arg(DatumGetObjectId(SPI_getbinval(tup, desc, 13, &isnull)));
+		src->owner_superuser = superuser_arg(DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull)));
 		src->input = psprintf("%s:0", src->name);
 		src->cur_att = -1;
 		src->conn_cxt = AllocSetContextCreate(cxt, "streamproc pg source connection",
 											  ALLOCSET_DEFAULT_SIZES);
+		src->map_cxt = AllocSetContextCreate(cxt, "streamproc pg source relation",
+											 ALLOCSET_SMALL_SIZES);
 		src->batch_cxt = AllocSetContextCreate(cxt, "streamproc pg source batch",
 											   ALLOCSET_DEFAULT_SIZES);
 		src->row_cxt = AllocSetContextCreate(cxt, "streamproc pg source row",
@@ -152,42 +154,11 @@ load_source(int32 id)
 	return src;
 }
 
-/* the committed position, if there is one (in a transaction) */
-static void
-read_position(PgSource *src)
-{
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(src->id)};
-	bool		isnull;
-
-	SPI_connect();
-	/* what the keyed copy is keyed by, as committed */
-	if (SPI_execute_with_args("SELECT row_identity FROM streamproc.source_defs WHERE id = $1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read streamproc.source_defs");
-	{
-		char	   *identity = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-		src->identity = identity ? MemoryContextStrdup(src->cxt, identity) : NULL;
-		src->identity_dirty = false;
-	}
-	if (SPI_execute_with_args("SELECT next_offset, coalesce(high_watermark, next_offset)"
-							  "  FROM streamproc.source_offsets WHERE source = $1 AND partition = 0",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read streamproc.source_offsets");
-	src->have_position = SPI_processed == 1;
-	if (src->have_position)
-	{
-		src->committed = (XLogRecPtr) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-																  SPI_tuptable->tupdesc, 1, &isnull));
-		src->hw_reported = (XLogRecPtr) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-																	SPI_tuptable->tupdesc, 2, &isnull));
-	}
-	SPI_finish();
-}
-
-/* the stream's row type and its columns' input functions */
+/*
+ * The stream's row type and its columns' input functions, for the
+ * connection (src->desc NULL: not yet read on it); ERROR if the stream
+ * changed since.
+ */
 static void
 prepare_stream(PgSource *src, Relation rel)
 {
@@ -205,7 +176,7 @@ prepare_stream(PgSource *src, Relation rel)
 				 errmsg("stream \"%s\" was altered; source \"%s\" starts over from its committed position",
 						RelationGetRelationName(rel), src->name)));
 	}
-	old = MemoryContextSwitchTo(src->cxt);
+	old = MemoryContextSwitchTo(src->conn_cxt);
 	src->desc = CreateTupleDescCopy(desc);
 	src->in_funcs = palloc0(sizeof(FmgrInfo) * Max(desc->natts, 1));
 	src->in_ioparams = palloc0(sizeof(Oid) * Max(desc->natts, 1));
@@ -217,27 +188,46 @@ prepare_stream(PgSource *src, Relation rel)
 		if (att->attisdropped)
 			continue;
 		getTypeInputInfo(att->atttypid, &func, &src->in_ioparams[i]);
-		fmgr_info_cxt(func, &src->in_funcs[i], src->cxt);
+		fmgr_info_cxt(func, &src->in_funcs[i], src->conn_cxt);
 	}
 	MemoryContextSwitchTo(old);
 }
 
-/* read the stream's layout afresh (at every connection) */
+/*
+ * At every connection, as committed: how the keyed copy is keyed, the
+ * position if there is one, and the stream's layout.
+ */
 static void
 load_stream(PgSource *src)
 {
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(src->id)};
+	bool		isnull;
+	char	   *identity;
 	Relation	rel;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!sp_source_worker_lookup(src->id, "SELECT row_identity FROM streamproc.source_defs WHERE id = $1",
+								 true))
+		elog(ERROR, "could not read streamproc.source_defs");
+	identity = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	src->identity = identity ? MemoryContextStrdup(src->cxt, identity) : NULL;
+	src->identity_dirty = false;
+	if (SPI_execute_with_args("SELECT next_offset, coalesce(high_watermark, next_offset)"
+							  "  FROM streamproc.source_offsets WHERE source = $1 AND partition = 0",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read streamproc.source_offsets");
+	src->have_position = SPI_processed == 1;
+	if (src->have_position)
+	{
+		src->committed = (XLogRecPtr) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+																  SPI_tuptable->tupdesc, 1, &isnull));
+		src->hw_reported = (XLogRecPtr) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+																	SPI_tuptable->tupdesc, 2, &isnull));
+	}
 	rel = table_open(src->stream, AccessShareLock);
-	src->desc = NULL;
 	prepare_stream(src, rel);
 	table_close(rel, AccessShareLock);
-	read_position(src);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	sp_worker_xact_commit();
 }
 
 /* ------------------------------------------------------------------------
@@ -245,29 +235,21 @@ load_stream(PgSource *src)
  * ------------------------------------------------------------------------
  */
 
-/* build the column map (in src->cxt) */
+/* build the column map (in src->map_cxt, made anew for each relation) */
 static void
-set_map(PgSource *src, Oid remoteid, int natts, char **attnames, bool *key, char replident)
+set_map(PgSource *src, Oid remoteid, const char *relname, int natts, char **attnames, bool *key,
+		char replident)
 {
 	RelMap	   *m = &src->map;
-	MemoryContext old = MemoryContextSwitchTo(src->cxt);
+	MemoryContext old;
 	int			i;
 	int			j;
 
-	if (m->valid)
-	{
-		for (i = 0; i < m->natts; i++)
-			pfree(m->attnames[i]);
-		pfree(m->attnames);
-		pfree(m->stream_att);
-		pfree(m->key);
-		pfree(m->identity);
-		if (m->relname)
-			pfree(m->relname);
-		m->relname = NULL;
-	}
+	MemoryContextReset(src->map_cxt);
+	old = MemoryContextSwitchTo(src->map_cxt);
 	m->valid = true;
 	m->remoteid = remoteid;
+	m->relname = relname ? pstrdup(relname) : NULL;
 	m->natts = natts;
 	m->attnames = palloc0(sizeof(char *) * Max(natts, 1));
 	m->stream_att = palloc(sizeof(int) * Max(natts, 1));
@@ -452,6 +434,13 @@ write_position(PgSource *src, XLogRecPtr lsn, Totals *t, bool first)
  * ------------------------------------------------------------------------
  */
 
+/* nothing of ours read and not yet committed (nor an upstream transaction begun) */
+static bool
+nothing_pending(PgSource *src)
+{
+	return !src->in_txn && src->nchanges == 0;
+}
+
 /*
  * Standby status update: write = flush = apply = what is committed here,
  * or, while nothing of ours is pending, the upstream position last heard
@@ -463,9 +452,7 @@ send_feedback(PgSource *src, bool reply_requested)
 	StringInfoData buf;
 	XLogRecPtr	pos = src->committed;
 
-	if (src->conn == NULL || !src->streaming)
-		return;
-	if (!src->in_txn && src->nchanges == 0 && src->idle_lsn > pos)
+	if (nothing_pending(src) && src->idle_lsn > pos)
 		pos = src->idle_lsn;
 	pos = Max(pos, src->confirmed);
 	initStringInfo(&buf);
@@ -565,8 +552,7 @@ handle_relation(PgSource *src, StringInfo s)
 	key = palloc0(sizeof(bool) * Max(rel->natts, 1));
 	for (i = 0; i < rel->natts; i++)
 		key[i] = bms_is_member(i, rel->attkeys);
-	set_map(src, rel->remoteid, rel->natts, rel->attnames, key, rel->replident);
-	src->map.relname = MemoryContextStrdup(src->cxt, rel->relname);
+	set_map(src, rel->remoteid, rel->relname, rel->natts, rel->attnames, key, rel->replident);
 }
 
 /* one change to our table, into the batch */
@@ -766,7 +752,7 @@ handle_message(PgSource *src, char *buf, int len)
 		reply = pq_getmsgbyte(&s);
 		src->wal_end = Max(src->wal_end, end);
 		/* everything before it has been sent: if none of it is pending... */
-		if (!src->in_txn && src->nchanges == 0)
+		if (nothing_pending(src))
 			src->idle_lsn = Max(src->idle_lsn, end);
 		if (reply)
 			send_feedback(src, false);
@@ -782,83 +768,50 @@ handle_message(PgSource *src, char *buf, int len)
  * ------------------------------------------------------------------------
  */
 
-/* one line of COPY's text format into fields (in place) */
+/*
+ * The copy's data for PostgreSQL's own COPY parser, as its table
+ * synchronization reads it: the CopyData messages of the replication
+ * connection, waiting on the latch.  0: the copy is over.
+ */
+static WalReceiverConn *copy_conn;	/* NULL once the copy is over */
+static char *copy_buf;			/* what is left of the last message */
+static int	copy_left;
+static int64 copy_bytes;		/* the copy's bytes so far */
+
 static int
-split_copy_line(char *line, char **fields, int max)
+read_copy_data(void *outbuf, int minread, int maxread)
 {
-	int			n = 0;
-	char	   *r = line;
+	int			nread = 0;
 
-	for (;;)
+	while (nread < minread && copy_conn != NULL)
 	{
-		char	   *w = r;
-		char	   *start = r;
+		int			n;
 
-		if (n == max)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("the upstream's copy has more columns than asked for")));
-		while (*r && *r != '\t')
+		if (copy_left == 0)
 		{
-			if (*r == '\\' && r[1])
+			pgsocket	fd = PGINVALID_SOCKET;
+			int			len = walrcv_receive(copy_conn, &copy_buf, &fd);
+
+			CHECK_FOR_INTERRUPTS();
+			if (len < 0)
+				copy_conn = NULL;
+			else if (len == 0)
 			{
-				r++;
-				switch (*r)
-				{
-					case 'b':
-						*w++ = '\b';
-						break;
-					case 'f':
-						*w++ = '\f';
-						break;
-					case 'n':
-						*w++ = '\n';
-						break;
-					case 'r':
-						*w++ = '\r';
-						break;
-					case 't':
-						*w++ = '\t';
-						break;
-					case 'v':
-						*w++ = '\v';
-						break;
-					case 'N':
-						if (w == start && (r[1] == '\t' || r[1] == '\0'))
-						{
-							/* \N alone: NULL */
-							r++;
-							fields[n] = NULL;
-							goto next;
-						}
-						*w++ = 'N';
-						break;
-					default:
-						*w++ = *r;
-						break;
-				}
-				r++;
+				(void) WaitLatchOrSocket(MyLatch, WL_SOCKET_READABLE | WL_LATCH_SET | WL_EXIT_ON_PM_DEATH,
+										 fd, -1L, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
 			}
-			else
-				*w++ = *r++;
-		}
-		fields[n] = start;
-		{
-			char		sep = *r;
-
-			*w = '\0';
-			n++;
-			if (sep == '\0')
-				return n;
-			r++;
+			copy_left = Max(len, 0);
+			copy_bytes += copy_left;
 			continue;
 		}
-next:
-		n++;
-		if (*r == '\0')
-			return n;
-		r++;
+		n = Min(copy_left, maxread - nread);
+		memcpy((char *) outbuf + nread, copy_buf, n);
+		copy_buf += n;
+		copy_left -= n;
+		nread += n;
 	}
+	return nread;
 }
 
 /*
@@ -873,16 +826,17 @@ initial_copy(PgSource *src)
 	XLogRecPtr	consistent;
 	SpUpstreamTable *t;
 	StringInfoData cmd;
-	StringInfoData line;
 	WalRcvExecResult *res;
+	CopyFromState cstate;
 	char	  **fields;
+	int			nfields;
 	int		   *cols;			/* selected column -> upstream column */
 	int			ncols = 0;
 	int			i;
 	Totals		totals = {0};
 	Relation	rel;
+	char	  **upvals;
 	char	   *status;
-	bool		copy_done = false;
 	int64		rows_before = src->wslot->rows_total;
 
 	pgstat_report_activity(STATE_RUNNING, "creating the replication slot");
@@ -893,7 +847,7 @@ initial_copy(PgSource *src)
 					src->name, src->slot, LSN_FORMAT_ARGS(consistent), src->schema, src->table)));
 
 	t = sp_upstream_table(src->conn, src->schema, src->table, src->publication);
-	set_map(src, t->relid, t->natts, t->attnames, t->attkey, t->replident);
+	set_map(src, t->relid, NULL, t->natts, t->attnames, t->attkey, t->replident);
 
 	/* the columns the stream or the key needs, in attnum order */
 	cols = palloc(sizeof(int) * Max(t->natts, 1));
@@ -924,100 +878,58 @@ initial_copy(PgSource *src)
 
 	rel = table_open(src->stream, AccessShareLock);
 	prepare_stream(src, rel);
-	table_close(rel, NoLock);
 	check_identity(src, consistent);
 	reset_batch(src);
 
-	fields = MemoryContextAlloc(src->conn_cxt, sizeof(char *) * (ncols + 1));
-	status = MemoryContextAlloc(src->conn_cxt, Max(t->natts, 1));
-	line.data = MemoryContextAlloc(src->conn_cxt, 1024);
-	line.maxlen = 1024;
-	line.len = 0;
-	line.cursor = 0;
-	line.data[0] = '\0';
-	while (!copy_done)
+	/* (COPY only splits lines into fields: the stream's input functions convert) */
+	MemoryContextSwitchTo(src->conn_cxt);
+	upvals = palloc(sizeof(char *) * Max(t->natts, 1));
+	status = palloc(Max(t->natts, 1));
+	copy_conn = src->conn;
+	copy_left = 0;
+	copy_bytes = 0;
+	cstate = BeginCopyFrom(NULL, rel, NULL, NULL, false, read_copy_data, NIL, NIL);
+	MemoryContextSwitchTo(src->batch_cxt);
+	while (NextCopyFromRawFields(cstate, &fields, &nfields))
 	{
-		char	   *buf;
-		pgsocket	fd = PGINVALID_SOCKET;
-		int			len = walrcv_receive(src->conn, &buf, &fd);
+		Change	   *c;
 
-		CHECK_FOR_INTERRUPTS();
-		if (len == 0)
+		if (nfields != Max(ncols, 1))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("the upstream's copy has %d columns, not %d", nfields, ncols)));
+		for (i = 0; i < t->natts; i++)
 		{
-			(void) WaitLatchOrSocket(MyLatch, WL_SOCKET_READABLE | WL_LATCH_SET | WL_EXIT_ON_PM_DEATH,
-									 fd, -1L, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			continue;
+			upvals[i] = NULL;
+			status[i] = LOGICALREP_COLUMN_NULL;
 		}
-		if (len < 0)
-			copy_done = true;
-		else
-			appendBinaryStringInfo(&line, buf, len);
-
-		/* whole lines (a CopyData message is one, but do not count on it) */
-		for (;;)
+		for (i = 0; i < ncols; i++)
 		{
-			char	   *nl = memchr(line.data, '\n', line.len);
-			int			consumed;
-			int			nf;
-			char	  **upvals;
-			Change	   *c;
-			MemoryContext old;
+			upvals[cols[i]] = fields[i];
+			status[cols[i]] = fields[i] ? LOGICALREP_COLUMN_TEXT : LOGICALREP_COLUMN_NULL;
+		}
+		c = new_change(src, 'I', consistent);
+		c->vals = sp_pg_stream_values(src, &src->map, upvals, status, &c->unchanged);
+		c->key = src->map.by_values ? sp_pg_values_key(src, c->vals, NULL)
+			: sp_pg_tuple_key(&src->map, upvals, status);
 
-			if (nl == NULL)
-				break;
-			*nl = '\0';
-			consumed = nl - line.data + 1;
-			old = MemoryContextSwitchTo(src->batch_cxt);
-			nf = split_copy_line(line.data, fields, ncols + 1);
-			if (nf != Max(ncols, 1))
-				ereport(ERROR,
-						(errcode(ERRCODE_PROTOCOL_VIOLATION),
-						 errmsg("the upstream's copy has %d columns, not %d", nf, ncols)));
-			upvals = palloc0(sizeof(char *) * Max(t->natts, 1));
-			for (i = 0; i < t->natts; i++)
-				status[i] = LOGICALREP_COLUMN_NULL;
-			for (i = 0; i < ncols; i++)
-			{
-				upvals[cols[i]] = fields[i] ? pstrdup(fields[i]) : NULL;
-				status[cols[i]] = fields[i] ? LOGICALREP_COLUMN_TEXT : LOGICALREP_COLUMN_NULL;
-			}
-			c = new_change(src, 'I', consistent);
-			c->bytes = consumed;
-			c->vals = sp_pg_stream_values(src, &src->map, upvals, status, &c->unchanged);
-			c->key = src->map.by_values ? sp_pg_values_key(src, c->vals, NULL)
-				: sp_pg_tuple_key(&src->map, upvals, status);
-			MemoryContextSwitchTo(old);
-
-			memmove(line.data, line.data + consumed, line.len - consumed);
-			line.len -= consumed;
-			line.data[line.len] = '\0';
-
-			if (src->nchanges >= src->batch_size)
-			{
-				MemoryContextSwitchTo(src->batch_cxt);
-				sp_pg_apply_changes(src, src->changes, src->nchanges, &totals, false);
-				MemoryContextSwitchTo(TopMemoryContext);
-				reset_batch(src);
-				src->wslot->rows_total = rows_before + totals.rows + totals.dead;
-			}
+		if (src->nchanges >= src->batch_size)
+		{
+			sp_pg_apply_changes(src, src->changes, src->nchanges, &totals, false);
+			reset_batch(src);
+			src->wslot->rows_total = rows_before + totals.rows + totals.dead;
 		}
 	}
-	if (line.len > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROTOCOL_VIOLATION),
-				 errmsg("the upstream's copy ended in the middle of a row")));
+	EndCopyFrom(cstate);
+	table_close(rel, NoLock);
 	if (src->nchanges > 0)
-	{
-		MemoryContextSwitchTo(src->batch_cxt);
 		sp_pg_apply_changes(src, src->changes, src->nchanges, &totals, false);
-		MemoryContextSwitchTo(TopMemoryContext);
-	}
+	totals.bytes += copy_bytes;
 	/* the copy's event time, once it is all in */
 	sp_pg_apply_progress(src, totals.has_event_time, totals.max_event_time);
-	src->committed = InvalidXLogRecPtr;
 	src->wal_end = consistent;
 	write_position(src, consistent, &totals, true);
+	MemoryContextSwitchTo(TopMemoryContext);
 	reset_batch(src);
 	sp_upstream_command(src->conn, "COMMIT");
 	src->committed = consistent;
@@ -1083,7 +995,6 @@ start_position(PgSource *src)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("replication slot \"%s\" does not use the pgoutput plugin", src->slot)));
 
-	src->committed = InvalidXLogRecPtr;
 	src->wal_end = confirmed;
 	write_position(src, confirmed, &totals, true);
 	src->committed = confirmed;
@@ -1115,7 +1026,7 @@ tick(PgSource *src)
 	 * Lag: the upstream's WAL end minus what is committed here; nothing
 	 * while nothing of ours is pending (the rest is other tables' WAL).
 	 */
-	if (!src->in_txn && src->nchanges == 0)
+	if (nothing_pending(src))
 		hw = src->committed;
 	else
 		hw = Max(src->wal_end, src->committed);
@@ -1134,7 +1045,7 @@ tick(PgSource *src)
 		src->hw_reported = hw;
 	}
 	if (TimestampDifferenceExceeds(src->last_feedback, now, FEEDBACK_INTERVAL_MS) ||
-		(src->idle_lsn > src->confirmed && !src->in_txn && src->nchanges == 0))
+		(src->idle_lsn > src->confirmed && nothing_pending(src)))
 		send_feedback(src, false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -1169,7 +1080,6 @@ stream(PgSource *src)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_EXCEPTION),
 				 errmsg("the upstream server did not start streaming")));
-	src->streaming = true;
 	sp_worker_report_error(src->wslot, NULL);
 	src->confirmed = src->committed;
 	src->idle_lsn = src->committed;
@@ -1277,7 +1187,7 @@ run(void *arg)
 
 	MemoryContextReset(src->conn_cxt);
 	MemoryContextSwitchTo(src->conn_cxt);
-	src->streaming = false;
+	src->desc = NULL;
 	src->map.valid = false;
 	reset_batch(src);
 	load_stream(src);
@@ -1308,7 +1218,6 @@ start_over(void *arg)
 		src->conn = NULL;
 	}
 	PG_END_TRY();
-	src->streaming = false;
 	reset_batch(src);
 }
 

@@ -80,7 +80,6 @@ key_finish(StringInfo buf)
 	pg_cryptohash_ctx *ctx;
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	char	   *out;
-	int			i;
 	ResourceOwner saved = (ResourceOwner) -1;
 
 	if (buf->len <= KEY_MAX)
@@ -105,8 +104,7 @@ key_finish(StringInfo buf)
 		CurrentResourceOwner = saved;
 	out = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 2);
 	out[0] = '#';
-	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
-		sprintf(out + 1 + 2 * i, "%02x", digest[i]);
+	out[1 + hex_encode((char *) digest, PG_SHA256_DIGEST_LENGTH, out + 1)] = '\0';
 	return out;
 }
 
@@ -457,6 +455,17 @@ add_row(Derived *d, HeapTuple tup, int weight, int change)
 	d->nrows++;
 }
 
+/* take a row counted under e back k times (of its e->n) */
+static void
+take_back(Derived *d, Entry *e, HeapTuple tup, int k, int change)
+{
+	int			i;
+
+	for (i = 0; i < k; i++)
+		add_row(d, tup, -1, change);
+	e->n -= k;
+}
+
 /* check the event time of a row to be counted; an error text or NULL */
 static char *
 check_event_time(PgSource *src, HeapTuple tup, bool *has, TimestampTz *max)
@@ -650,14 +659,7 @@ derive_one(PgSource *src, Change *changes, int i, Derived *d)
 				return "the deleted row's key is unknown";
 			old = entry(src, c->oldkey);
 			if (old->n > 0)
-			{
-				HeapTuple	tup = make_tuple(src, old->vals);
-				int			k;
-
-				for (k = 0; k < (c->by_values ? 1 : old->n); k++)
-					add_row(d, tup, -1, i);
-				old->n = c->by_values ? old->n - 1 : 0;
-			}
+				take_back(d, old, make_tuple(src, old->vals), c->by_values ? 1 : old->n, i);
 			if (!c->by_values)
 				old->latest = NULL;
 			return NULL;
@@ -697,21 +699,9 @@ derive_one(PgSource *src, Change *changes, int i, Derived *d)
 
 			/* all converted: now the rows and the copy */
 			if (retract_old)
-			{
-				int			k;
-
-				for (k = 0; k < (c->by_values ? 1 : old->n); k++)
-					add_row(d, retract_old, -1, i);
-				old->n = c->by_values ? old->n - 1 : 0;
-			}
+				take_back(d, old, retract_old, c->by_values ? 1 : old->n, i);
 			if (retract_new)
-			{
-				int			k;
-
-				for (k = 0; k < new->n; k++)
-					add_row(d, retract_new, -1, i);
-				new->n = 0;
-			}
+				take_back(d, new, retract_new, new->n, i);
 			add_row(d, add, 1, i);
 			new->vals = vals;
 			new->n = c->by_values ? Max(new->n, 0) + 1 : 1;
@@ -824,16 +814,11 @@ apply_rows(PgSource *src, Derived *d, int to, bool with_inputs)
 void
 sp_pg_apply_progress(PgSource *src, bool has_event_time, TimestampTz max_event_time)
 {
-	SpBatch		batch = {0};
-	SpBatchInput input;
+	Derived		none = {0};
 
-	batch.stream = src->stream;
-	input.name = src->input;
-	input.has_event_time = src->event_time_att != InvalidAttrNumber;
-	input.max_event_time = has_event_time ? max_event_time : DT_NOBEGIN;
-	batch.inputs = &input;
-	batch.ninputs = 1;
-	sp_apply_batch(&batch);
+	none.has_event_time = has_event_time;
+	none.max_event_time = max_event_time;
+	apply_rows(src, &none, 0, true);
 }
 
 /*
@@ -952,6 +937,7 @@ sp_pg_apply_changes(PgSource *src, Change *changes, int n, Totals *totals, bool 
 	Derived		d;
 	SpSavedUser su;
 	int			i;
+	MemoryContext caller = CurrentMemoryContext;
 
 	sp_catalog_enter(&su);
 	prefetch(src, changes, n);
@@ -1029,4 +1015,5 @@ sp_pg_apply_changes(PgSource *src, Change *changes, int n, Totals *totals, bool 
 		write_dead_letters(src, changes, n, dead);
 	SPI_finish();
 	sp_catalog_leave(&su);
+	MemoryContextSwitchTo(caller);
 }

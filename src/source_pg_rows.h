@@ -100,7 +100,7 @@ typedef struct PgSource
 	int			batch_timeout_ms;
 	char	   *input;			/* stream input name "<source>:0" */
 
-	/* the stream */
+	/* the stream, as read at the connection (in conn_cxt) */
 	TupleDesc	desc;
 	FmgrInfo   *in_funcs;
 	Oid		   *in_ioparams;
@@ -134,6 +134,7 @@ typedef struct PgSource
 
 	MemoryContext cxt;			/* lives as long as the worker */
 	MemoryContext conn_cxt;		/* reset per connection */
+	MemoryContext map_cxt;		/* reset per relation (RelMap) */
 	MemoryContext batch_cxt;	/* reset per batch */
 	MemoryContext row_cxt;		/* reset per message */
 	MemoryContext derive_cxt;	/* reset per derivation */
@@ -141,7 +142,6 @@ typedef struct PgSource
 	SpWorkerSlot *wslot;
 	SpWorkerRate rate;
 	TimestampTz last_feedback;
-	bool		streaming;
 } PgSource;
 
 /* per-batch totals, for source_offsets */

@@ -23,6 +23,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "replication/slot.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/lwlock.h"
@@ -30,13 +31,13 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "access/table.h"
 
 #include "apply.h"
 #include "catalog.h"
 #include "source.h"
+#include "source_batch.h"
 #include "source_pg.h"
 #include "upstream.h"
 #include "view_compile.h"
@@ -82,7 +83,7 @@ check_upstream(const char *conninfo, const char *publication, const char *schema
 		int			j;
 		int			matched = 0;
 		char	   *plugin = NULL;
-		char	   *database = NULL;
+		bool		this_database = false;
 
 		if (!sp_upstream_publication_exists(conn, publication))
 			ereport(ERROR,
@@ -121,7 +122,7 @@ check_upstream(const char *conninfo, const char *publication, const char *schema
 							get_rel_name(stream), schema, table),
 					 errdetail("Columns map by name; stream columns absent upstream are NULL.")));
 
-		exists = sp_upstream_slot(conn, slot, NULL, &plugin, &database);
+		exists = sp_upstream_slot(conn, slot, NULL, &plugin, &this_database);
 		if (exists && !slot_given)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -138,23 +139,10 @@ check_upstream(const char *conninfo, const char *publication, const char *schema
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 					 errmsg("replication slot \"%s\" is not a logical slot of the pgoutput plugin", slot)));
-		if (exists)
-		{
-			Oid			types[1] = {TEXTOID};
-			WalRcvExecResult *res = sp_upstream_query(conn, "SELECT pg_catalog.current_database()::pg_catalog.text",
-													  1, types);
-			TupleTableSlot *ts = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
-			bool		isnull;
-
-			if (tuplestore_gettupleslot(res->tuplestore, true, false, ts) &&
-				(database == NULL ||
-				 strcmp(TextDatumGetCString(slot_getattr(ts, 1, &isnull)), database) != 0))
-				ereport(ERROR,
-						(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-						 errmsg("replication slot \"%s\" belongs to another database", slot)));
-			ExecDropSingleTupleTableSlot(ts);
-			walrcv_clear_result(res);
-		}
+		if (exists && !this_database)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("replication slot \"%s\" belongs to another database", slot)));
 	}
 	PG_FINALLY();
 	{
@@ -179,6 +167,7 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 	char	   *publication;
 	char	   *source_table;
 	char	   *slot;
+	bool		slot_given;
 	bool		snapshot;
 	char	   *schema;
 	char	   *table;
@@ -192,7 +181,8 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 	conninfo = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	publication = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	source_table = text_to_cstring(PG_GETARG_TEXT_PP(4));
-	slot = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	slot_given = !PG_ARGISNULL(5);
+	slot = slot_given ? text_to_cstring(PG_GETARG_TEXT_PP(5)) : default_slot_name(name);
 	snapshot = PG_GETARG_BOOL(6);
 
 	sp_check_source_stream(name, stream);
@@ -202,7 +192,8 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("publication must not be empty")));
 	sp_upstream_parse_table(source_table, &schema, &table);
-	if (slot != NULL && !sp_valid_slot_name(slot))
+	/* (PostgreSQL's rule; its message at DEBUG1, ours to the user) */
+	if (slot_given && !ReplicationSlotValidateName(slot, DEBUG1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid replication slot name \"%s\"", slot),
@@ -224,7 +215,7 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 		Datum		values[2];
 
 		values[0] = CStringGetTextDatum(name);
-		values[1] = CStringGetTextDatum(slot ? slot : default_slot_name(name));
+		values[1] = CStringGetTextDatum(slot);
 		sp_spi_run("SELECT 1 FROM streamproc.source_defs WHERE name = $1", 1, types, values, NULL,
 				   SPI_OK_SELECT);
 		if (SPI_processed > 0)
@@ -236,16 +227,15 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 		if (SPI_processed > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("replication slot \"%s\" is used by source \"%s\"",
-							TextDatumGetCString(values[1]),
+					 errmsg("replication slot \"%s\" is used by source \"%s\"", slot,
 							SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
 					 errhint("Name another slot with the slot argument.")));
 	}
 	SPI_finish();
 	sp_catalog_leave(&su);
 
-	exists = check_upstream(conninfo, publication, schema, table, stream,
-							slot ? slot : default_slot_name(name), slot != NULL, snapshot);
+	exists = check_upstream(conninfo, publication, schema, table, stream, slot, slot_given,
+							snapshot);
 
 	sp_catalog_enter(&su);
 	SPI_connect();
@@ -260,7 +250,7 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 		values[3] = CStringGetTextDatum(conninfo);
 		values[4] = CStringGetTextDatum(publication);
 		values[5] = CStringGetTextDatum(source_table);
-		values[6] = CStringGetTextDatum(slot ? slot : default_slot_name(name));
+		values[6] = CStringGetTextDatum(slot);
 		values[7] = BoolGetDatum(snapshot);
 		values[8] = BoolGetDatum(!exists);
 		sp_spi_run("INSERT INTO streamproc.source_defs"
@@ -320,6 +310,7 @@ sp_pg_source_before_drop(int32 source_id)
 	WalReceiverConn *volatile conn = NULL;
 	char	   *volatile error = NULL;
 	MemoryContext cxt = CurrentMemoryContext;
+	SpSubxact	sx;
 
 	SPI_connect();
 	sp_spi_run("SELECT name, conninfo, slot, slot_created FROM streamproc.source_defs"
@@ -348,58 +339,49 @@ sp_pg_source_before_drop(int32 source_id)
 	 * source.
 	 */
 	start = GetCurrentTimestamp();
+	sp_subxact_begin(&sx, cxt);
+	PG_TRY();
 	{
-		ResourceOwner owner = CurrentResourceOwner;
+		bool		dropped = false;
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
+		conn = sp_upstream_connect(conninfo, "streamproc drop_source", false);
+		while (!dropped)
 		{
-			bool		dropped = false;
+			char	   *err = NULL;
 
-			conn = sp_upstream_connect(conninfo, "streamproc drop_source", false);
-			while (!dropped)
+			if ((pid = worker_pid(source_id)) != 0)
+				(void) kill(pid, SIGTERM);
+			else if (sp_upstream_drop_slot(conn, slot, 0, &err))
+				dropped = true;
+			if (!dropped && TimestampDifferenceExceeds(start, GetCurrentTimestamp(), 15000))
 			{
-				char	   *err = NULL;
-
-				if ((pid = worker_pid(source_id)) != 0)
-					(void) kill(pid, SIGTERM);
-				else if (sp_upstream_drop_slot(conn, slot, 0, &err))
-					dropped = true;
-				if (!dropped && TimestampDifferenceExceeds(start, GetCurrentTimestamp(), 15000))
-				{
-					error = MemoryContextStrdup(cxt, err ? err : "the source's worker did not stop");
-					break;
-				}
-				if (!dropped)
-				{
-					(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-									 50L, PG_WAIT_EXTENSION);
-					ResetLatch(MyLatch);
-					CHECK_FOR_INTERRUPTS();
-				}
+				error = MemoryContextStrdup(cxt, err ? err : "the source's worker did not stop");
+				break;
 			}
-			sp_upstream_disconnect((WalReceiverConn **) &conn);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
+			if (!dropped)
+			{
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 50L, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
 		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			error = edata->message;
-			if (conn != NULL)
-				sp_upstream_disconnect((WalReceiverConn **) &conn);
-		}
-		PG_END_TRY();
+		sp_upstream_disconnect((WalReceiverConn **) &conn);
+		sp_subxact_end(&sx, true);
 	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		sp_subxact_end(&sx, false);
+		error = edata->message;
+		if (conn != NULL)
+			sp_upstream_disconnect((WalReceiverConn **) &conn);
+	}
+	PG_END_TRY();
 	if (error != NULL)
 		ereport(WARNING,
 				(errmsg("could not drop replication slot \"%s\" of source \"%s\" on the upstream server: %s",

@@ -24,9 +24,7 @@
 #include "nodes/value.h"
 #include "pgstat.h"
 #include "storage/latch.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
@@ -284,11 +282,31 @@ sp_upstream_command(WalReceiverConn *conn, const char *sql)
 	walrcv_clear_result(res);
 }
 
-/* row i, column j of a result as a datum; rows are read in order */
+/* the next row of a result into slot; false after the last */
 static bool
 next_row(WalRcvExecResult *res, TupleTableSlot *slot)
 {
 	return tuplestore_gettupleslot(res->tuplestore, true, false, slot);
+}
+
+/*
+ * Run a query upstream: false if it returned no row, else true with the
+ * first column of its first row (of a type passed by value, not NULL) in
+ * *value, if asked for.
+ */
+static bool
+query_value(WalReceiverConn *conn, const char *sql, Oid type, Datum *value)
+{
+	WalRcvExecResult *res = sp_upstream_query(conn, sql, 1, &type);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
+	bool		found = next_row(res, slot);
+	bool		isnull;
+
+	if (found && value != NULL)
+		*value = slot_getattr(slot, 1, &isnull);
+	ExecDropSingleTupleTableSlot(slot);
+	walrcv_clear_result(res);
+	return found;
 }
 
 /*
@@ -322,84 +340,40 @@ sp_upstream_parse_table(const char *source_table, char **schema, char **table)
 bool
 sp_upstream_publication_exists(WalReceiverConn *conn, const char *publication)
 {
-	Oid			types[1] = {INT4OID};
-	WalRcvExecResult *res;
-	bool		found;
-
-	res = sp_upstream_query(conn,
-							psprintf("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = %s",
-									 quote_literal_cstr(publication)),
-							1, types);
-	found = tuplestore_tuple_count(res->tuplestore) > 0;
-	walrcv_clear_result(res);
-	return found;
+	return query_value(conn,
+					   psprintf("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = %s",
+								quote_literal_cstr(publication)),
+					   INT4OID, NULL);
 }
 
 /* the OID of a table upstream, or InvalidOid */
 Oid
 sp_upstream_table_oid(WalReceiverConn *conn, const char *schema, const char *table)
 {
-	Oid			types[1] = {OIDOID};
-	WalRcvExecResult *res;
-	TupleTableSlot *slot;
-	bool		isnull;
-	Oid			relid = InvalidOid;
+	Datum		relid;
 
-	res = sp_upstream_query(conn,
-							psprintf("SELECT c.oid FROM pg_catalog.pg_class c"
-									 "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-									 " WHERE n.nspname = %s AND c.relname = %s",
-									 quote_literal_cstr(schema), quote_literal_cstr(table)),
-							1, types);
-	slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
-	if (tuplestore_gettupleslot(res->tuplestore, true, false, slot))
-		relid = DatumGetObjectId(slot_getattr(slot, 1, &isnull));
-	ExecDropSingleTupleTableSlot(slot);
-	walrcv_clear_result(res);
-	return relid;
+	if (!query_value(conn,
+					 psprintf("SELECT c.oid FROM pg_catalog.pg_class c"
+							  "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+							  " WHERE n.nspname = %s AND c.relname = %s",
+							  quote_literal_cstr(schema), quote_literal_cstr(table)),
+					 OIDOID, &relid))
+		return InvalidOid;
+	return DatumGetObjectId(relid);
 }
 
 /* the publication's publish_via_partition_root (false before PostgreSQL 13) */
 bool
 sp_upstream_publication_via_root(WalReceiverConn *conn, const char *publication)
 {
-	Oid			types[1] = {BOOLOID};
-	WalRcvExecResult *res;
-	TupleTableSlot *slot;
-	bool		isnull;
-	bool		via_root = false;
+	Datum		via_root;
 
-	if (walrcv_server_version(conn) < 130000)
-		return false;
-	res = sp_upstream_query(conn,
-							psprintf("SELECT pubviaroot FROM pg_catalog.pg_publication WHERE pubname = %s",
-									 quote_literal_cstr(publication)),
-							1, types);
-	slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
-	if (tuplestore_gettupleslot(res->tuplestore, true, false, slot))
-		via_root = DatumGetBool(slot_getattr(slot, 1, &isnull));
-	ExecDropSingleTupleTableSlot(slot);
-	walrcv_clear_result(res);
-	return via_root;
-}
-
-bool
-sp_upstream_table_published(WalReceiverConn *conn, const char *publication,
-							const char *schema, const char *table)
-{
-	Oid			types[1] = {INT4OID};
-	WalRcvExecResult *res;
-	bool		found;
-
-	res = sp_upstream_query(conn,
-							psprintf("SELECT 1 FROM pg_catalog.pg_publication_tables"
-									 " WHERE pubname = %s AND schemaname = %s AND tablename = %s",
-									 quote_literal_cstr(publication), quote_literal_cstr(schema),
-									 quote_literal_cstr(table)),
-							1, types);
-	found = tuplestore_tuple_count(res->tuplestore) > 0;
-	walrcv_clear_result(res);
-	return found;
+	return walrcv_server_version(conn) >= 130000 &&
+		query_value(conn,
+					psprintf("SELECT pubviaroot FROM pg_catalog.pg_publication WHERE pubname = %s",
+							 quote_literal_cstr(publication)),
+					BOOLOID, &via_root) &&
+		DatumGetBool(via_root);
 }
 
 /*
@@ -419,23 +393,22 @@ sp_upstream_table(WalReceiverConn *conn, const char *schema, const char *table,
 	WalRcvExecResult *res;
 	TupleTableSlot *slot;
 	bool		isnull;
-	List	   *published = NIL;
-	bool		listed = false;
+	char	   *columns = NULL; /* the publication's column list, as a name[] literal */
 	int			n;
 
 	t->schema = pstrdup(schema);
 	t->table = pstrdup(table);
 
 	{
-		Oid			types[4] = {OIDOID, CHAROID, CHAROID, BOOLOID};
+		Oid			types[3] = {OIDOID, CHAROID, CHAROID};
 
 		res = sp_upstream_query(conn,
-								psprintf("SELECT c.oid, c.relreplident, c.relkind, c.relispartition"
+								psprintf("SELECT c.oid, c.relreplident, c.relkind"
 										 "  FROM pg_catalog.pg_class c"
 										 "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 										 " WHERE n.nspname = %s AND c.relname = %s",
 										 quote_literal_cstr(schema), quote_literal_cstr(table)),
-								4, types);
+								3, types);
 		slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
 		if (!next_row(res, slot))
 			ereport(ERROR,
@@ -444,7 +417,6 @@ sp_upstream_table(WalReceiverConn *conn, const char *schema, const char *table,
 		t->relid = DatumGetObjectId(slot_getattr(slot, 1, &isnull));
 		t->replident = DatumGetChar(slot_getattr(slot, 2, &isnull));
 		t->relkind = DatumGetChar(slot_getattr(slot, 3, &isnull));
-		t->relispartition = DatumGetBool(slot_getattr(slot, 4, &isnull));
 		if (t->relkind != 'r' && t->relkind != 'p')
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -456,18 +428,14 @@ sp_upstream_table(WalReceiverConn *conn, const char *schema, const char *table,
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 
+		/* (column lists and row filters came with PostgreSQL 15) */
 		res = sp_upstream_query(conn,
-								version >= 150000
-								? psprintf("SELECT attnames::pg_catalog.text, rowfilter"
-										   "  FROM pg_catalog.pg_publication_tables"
-										   " WHERE pubname = %s AND schemaname = %s AND tablename = %s",
-										   quote_literal_cstr(publication), quote_literal_cstr(schema),
-										   quote_literal_cstr(table))
-								: psprintf("SELECT NULL::pg_catalog.text, NULL::pg_catalog.text"
-										   "  FROM pg_catalog.pg_publication_tables"
-										   " WHERE pubname = %s AND schemaname = %s AND tablename = %s",
-										   quote_literal_cstr(publication), quote_literal_cstr(schema),
-										   quote_literal_cstr(table)),
+								psprintf("SELECT %s FROM pg_catalog.pg_publication_tables"
+										 " WHERE pubname = %s AND schemaname = %s AND tablename = %s",
+										 version >= 150000 ? "attnames::pg_catalog.text, rowfilter"
+										 : "NULL::pg_catalog.text, NULL::pg_catalog.text",
+										 quote_literal_cstr(publication), quote_literal_cstr(schema),
+										 quote_literal_cstr(table)),
 								2, types);
 		slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
 		if (!next_row(res, slot) && t->relkind == 'p')
@@ -487,22 +455,7 @@ sp_upstream_table(WalReceiverConn *conn, const char *schema, const char *table,
 			Datum		d = slot_getattr(slot, 1, &isnull);
 
 			if (!isnull)
-			{
-				/* '{a,b}' as text: the names of the column list */
-				ArrayType  *a = DatumGetArrayTypeP(OidInputFunctionCall(F_ARRAY_IN,
-																		TextDatumGetCString(d),
-																		TEXTOID, -1));
-				Datum	   *elems;
-				bool	   *nulls;
-				int			nelems;
-				int			i;
-
-				deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nelems);
-				for (i = 0; i < nelems; i++)
-					if (!nulls[i])
-						published = lappend(published, TextDatumGetCString(elems[i]));
-				listed = true;
-			}
+				columns = TextDatumGetCString(d);
 			d = slot_getattr(slot, 2, &isnull);
 			if (!isnull)
 				t->row_filter = TextDatumGetCString(d);
@@ -519,30 +472,22 @@ sp_upstream_table(WalReceiverConn *conn, const char *schema, const char *table,
 										 "  FROM pg_catalog.pg_attribute a"
 										 "  LEFT JOIN pg_catalog.pg_index i"
 										 "         ON i.indexrelid = pg_catalog.pg_get_replica_identity_index(%u)"
-										 " WHERE a.attrelid = %u AND a.attnum > 0 AND NOT a.attisdropped%s"
+										 " WHERE a.attrelid = %u AND a.attnum > 0 AND NOT a.attisdropped%s%s"
 										 " ORDER BY a.attnum",
 										 t->relid, t->relid,
-										 version >= 120000 ? " AND a.attgenerated = ''" : ""),
+										 version >= 120000 ? " AND a.attgenerated = ''" : "",
+										 columns == NULL ? ""
+										 : psprintf(" AND a.attname = ANY (%s::pg_catalog.name[])",
+													quote_literal_cstr(columns))),
 								2, types);
 		n = tuplestore_tuple_count(res->tuplestore);
 		t->attnames = palloc0(sizeof(char *) * Max(n, 1));
 		t->attkey = palloc0(sizeof(bool) * Max(n, 1));
 		slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
-		while (next_row(res, slot))
+		for (; next_row(res, slot); t->natts++)
 		{
-			char	   *name = TextDatumGetCString(slot_getattr(slot, 1, &isnull));
-			bool		key = DatumGetBool(slot_getattr(slot, 2, &isnull));
-			ListCell   *lc;
-			bool		in_list = !listed;
-
-			foreach(lc, published)
-				if (strcmp(lfirst(lc), name) == 0)
-					in_list = true;
-			if (!in_list)
-				continue;
-			t->attnames[t->natts] = name;
-			t->attkey[t->natts] = key || t->replident == 'f';
-			t->natts++;
+			t->attnames[t->natts] = TextDatumGetCString(slot_getattr(slot, 1, &isnull));
+			t->attkey[t->natts] = DatumGetBool(slot_getattr(slot, 2, &isnull)) || t->replident == 'f';
 		}
 		ExecDropSingleTupleTableSlot(slot);
 		walrcv_clear_result(res);
@@ -551,21 +496,23 @@ sp_upstream_table(WalReceiverConn *conn, const char *schema, const char *table,
 }
 
 /*
- * Does the slot exist upstream?  If so, where it stands and what it is.
+ * Does the slot exist upstream?  If so, where it stands, its plugin, and
+ * whether it belongs to the database connected to.
  */
 bool
 sp_upstream_slot(WalReceiverConn *conn, const char *slot, XLogRecPtr *confirmed,
-				 char **plugin, char **database)
+				 char **plugin, bool *this_database)
 {
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Oid			types[3] = {TEXTOID, BOOLOID, LSNOID};
 	WalRcvExecResult *res;
 	TupleTableSlot *ts;
 	bool		found;
 	bool		isnull;
 
 	res = sp_upstream_query(conn,
-							psprintf("SELECT plugin::pg_catalog.text, database::pg_catalog.text,"
-									 "       confirmed_flush_lsn::pg_catalog.text"
+							psprintf("SELECT plugin::pg_catalog.text,"
+									 "       coalesce(database = pg_catalog.current_database(), false),"
+									 "       confirmed_flush_lsn"
 									 "  FROM pg_catalog.pg_replication_slots WHERE slot_name = %s",
 									 quote_literal_cstr(slot)),
 							3, types);
@@ -579,12 +526,11 @@ sp_upstream_slot(WalReceiverConn *conn, const char *slot, XLogRecPtr *confirmed,
 		if (plugin)
 			*plugin = isnull ? NULL : TextDatumGetCString(d);
 		d = slot_getattr(ts, 2, &isnull);
-		if (database)
-			*database = isnull ? NULL : TextDatumGetCString(d);
+		if (this_database)
+			*this_database = DatumGetBool(d);
 		d = slot_getattr(ts, 3, &isnull);
 		if (confirmed)
-			*confirmed = isnull ? InvalidXLogRecPtr :
-				DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(TextDatumGetCString(d))));
+			*confirmed = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
 	}
 	ExecDropSingleTupleTableSlot(ts);
 	walrcv_clear_result(res);
@@ -631,18 +577,4 @@ sp_upstream_drop_slot(WalReceiverConn *conn, const char *slot, int wait_ms, char
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-}
-
-/* what PostgreSQL accepts as a replication slot name */
-bool
-sp_valid_slot_name(const char *name)
-{
-	const char *p;
-
-	if (name[0] == '\0' || strlen(name) >= NAMEDATALEN)
-		return false;
-	for (p = name; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
-			return false;
-	return true;
 }

@@ -15,7 +15,6 @@ typedef struct SpUpstreamTable
 	Oid			relid;			/* upstream OID */
 	char		replident;		/* pg_class.relreplident */
 	char		relkind;
-	bool		relispartition;
 	int			natts;			/* published columns, in attnum order */
 	char	  **attnames;
 	bool	   *attkey;			/* in the replica identity key */
@@ -36,12 +35,9 @@ extern SpUpstreamTable *sp_upstream_table(WalReceiverConn *conn, const char *sch
 extern bool sp_upstream_publication_exists(WalReceiverConn *conn, const char *publication);
 extern Oid	sp_upstream_table_oid(WalReceiverConn *conn, const char *schema, const char *table);
 extern bool sp_upstream_publication_via_root(WalReceiverConn *conn, const char *publication);
-extern bool sp_upstream_table_published(WalReceiverConn *conn, const char *publication,
-										const char *schema, const char *table);
 extern bool sp_upstream_slot(WalReceiverConn *conn, const char *slot, XLogRecPtr *confirmed,
-							 char **plugin, char **database);
+							 char **plugin, bool *this_database);
 extern bool sp_upstream_drop_slot(WalReceiverConn *conn, const char *slot, int wait_ms,
 								  char **error);
-extern bool sp_valid_slot_name(const char *name);
 
 #endif

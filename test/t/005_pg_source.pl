@@ -6,7 +6,9 @@
 # then reinitializes, as after any crash) and the server is stopped once in
 # immediate mode.  At the end the view must equal the same GROUP BY over
 # the upstream table exactly.  Then the upstream goes away: the source
-# shows state error, and recovers when it is back.
+# shows state error, and recovers when it is back.  Last, a table is
+# copied while a workload changes it and the copying worker is killed:
+# every change lands in the copy or in the stream, once.
 #
 # SP_TEST_SEED=N repeats a run's choices.
 use strict;
@@ -16,7 +18,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
-use StreamprocKafka qw(wait_until);
+use StreamprocKafka qw(wait_until create_kill_applying_worker streamproc_node);
 
 my $t0 = time;
 my $seed = $ENV{SP_TEST_SEED} // int(rand(1_000_000));
@@ -69,15 +71,9 @@ $up->safe_psql('postgres', q{
 });
 
 # ---------------------------------------------------------------- downstream
-my $node = PostgreSQL::Test::Cluster->new('downstream');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'streamproc'
-# A killed worker makes the postmaster reinitialize and start everything
-# again, as in production (the test framework turns this off).
-restart_after_crash = on
-});
-$node->start;
+# a killed worker makes the postmaster reinitialize and start everything
+# again, as in production
+my $node = streamproc_node('downstream', restart_after_crash => 1);
 
 my $conninfo = sprintf('host=%s port=%d dbname=postgres', $up->host, $up->port);
 $node->safe_psql('postgres', qq{
@@ -90,34 +86,16 @@ $node->safe_psql('postgres', qq{
     SELECT streamproc.create_pg_source('accounts_src', 'accounts', '$conninfo', 'pub', 'public.accounts');
 });
 
-# The same kill as the Kafka test: wait, in the server, for the worker to
-# be applying a batch and SIGKILL it at once.  NULL if none was seen.
-$node->safe_psql('postgres', q{
-    CREATE FUNCTION kill_applying_worker(seconds float8) RETURNS int LANGUAGE plpgsql AS $$
-    DECLARE
-        victim int;
-        deadline timestamptz := clock_timestamp() + seconds * interval '1 second';
-    BEGIN
-        WHILE clock_timestamp() < deadline LOOP
-            PERFORM pg_stat_clear_snapshot();
-            SELECT pid INTO victim FROM pg_stat_activity
-             WHERE backend_type = 'streamproc source' AND state = 'active'
-               AND query = 'applying a batch'
-             LIMIT 1;
-            IF victim IS NOT NULL THEN
-                EXECUTE format('COPY (SELECT) TO PROGRAM %L', 'kill -9 ' || victim);
-                RETURN victim;
-            END IF;
-        END LOOP;
-        RETURN NULL;
-    END
-    $$});
+# kill_applying_worker(seconds): SIGKILLs the worker caught applying a batch
+# (see StreamprocKafka.pm; the Kafka test uses it too)
+create_kill_applying_worker($node);
 
 # the source's committed LSN is past the upstream's LSN $mark
 sub caught_up_query
 {
-    my ($mark) = @_;
-    return qq{SELECT coalesce(lsn > '$mark', false) FROM streamproc.sources WHERE name = 'accounts_src'};
+    my ($mark, $source) = @_;
+    $source //= 'accounts_src';
+    return qq{SELECT coalesce(lsn > '$mark', false) FROM streamproc.sources WHERE name = '$source'};
 }
 
 # the upstream's answer and the view's, row by row
@@ -239,12 +217,39 @@ is($node->safe_psql('postgres', q{SELECT lag FROM streamproc.sources WHERE name 
 
 # ---------------------------------------------------------------- a crash in the copy
 # A worker killed while it copies a table starts over with a new slot: the
-# copy counts once.
+# copy counts once.  Meanwhile the table changes: what the slot streams and
+# what the copy (in the slot's snapshot) holds neither overlap nor leave a
+# gap.  (With REPLICA IDENTITY FULL rows are kept under their values with a
+# count, so a change both copied and streamed counts twice; under a key it
+# would replace itself.)
 $up->safe_psql('postgres', q{
     CREATE TABLE big (id int PRIMARY KEY, g int, v int);
+    ALTER TABLE big REPLICA IDENTITY FULL;
     INSERT INTO big SELECT i, i % 7, i % 1000 FROM generate_series(1, 200000) i;
     CREATE PUBLICATION big_pub FOR TABLE big;
+
+    -- n transactions, each an update (moving the row to another group), a
+    -- delete and an insert
+    CREATE PROCEDURE big_workload(n int, pause float8) LANGUAGE plpgsql AS $$
+    DECLARE
+        victim int;
+    BEGIN
+        FOR t IN 1..n LOOP
+            victim := 1 + floor(random() * 200000)::int;
+            UPDATE big SET g = (g + 1) % 7, v = v + 1 WHERE id = victim;
+            victim := 1 + floor(random() * 200000)::int;
+            DELETE FROM big WHERE id = victim;
+            INSERT INTO big VALUES (200000 + t, t % 7, t % 1000);
+            COMMIT;
+            PERFORM pg_sleep(pause);
+        END LOOP;
+    END
+    $$;
 });
+my $big_workload = IPC::Run::start(
+    [ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $conninfo,
+      '-c', 'CALL big_workload(4000, 0.002)' ],
+    '>', \$wl_out, '2>', \$wl_err);
 my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', qq{
     SELECT streamproc.create_stream('big', 'id int, g int, v int');
@@ -272,9 +277,19 @@ ok(defined wait_until($node, 'postgres',
 like(PostgreSQL::Test::Utils::slurp_file($node->logfile, $log_offset),
      qr/dropping replication slot "streamproc_big_src" left by an unfinished copy/,
      'the slot of the unfinished copy was made anew');
+ok($big_workload->finish, 'the workload on the copied table ran to its end') or diag($wl_err);
+my $big_mark = $up->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+$up->safe_psql('postgres', 'UPDATE big SET v = v WHERE id = (SELECT min(id) FROM big)');
+ok(defined wait_until($node, 'postgres', caught_up_query($big_mark, 'big_src'), 't', 60),
+   'the source of the copied table caught up');
 is($node->safe_psql('postgres', 'SELECT g, n, v FROM big_g ORDER BY g'),
    $up->safe_psql('postgres', 'SELECT g, count(*), sum(v) FROM big GROUP BY g ORDER BY g'),
    'the copy counted every row once');
+is($node->safe_psql('postgres', q{
+       SELECT count(*), sum(n) FROM streamproc.pg_source_rows r
+         JOIN streamproc.source_defs d ON d.id = r.source WHERE d.name = 'big_src'}),
+   $up->safe_psql('postgres', 'SELECT count(*), count(*) FROM big'),
+   'the keyed copy of the copied table holds every upstream row once');
 
 # ---------------------------------------------------------------- drop
 $node->safe_psql('postgres', q{SELECT streamproc.drop_source('accounts_src')});
