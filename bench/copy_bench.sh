@@ -245,12 +245,17 @@ run_variant() {  # variant run
     mark_log
     # One session: drop leftovers, create fresh objects, checkpoint, then the
     # timed load (clock_timestamp() before the first and after the last COPY).
+    # `sync` after the checkpoint: the kernel's writeback of what earlier
+    # runs wrote (hundreds of MB of WAL and table files) would otherwise
+    # compete with this run's WAL flushes, one per COPY, and make a run's
+    # time depend on which variant ran before it.
     if ! {
         echo "SET statement_timeout = '$STMT_TIMEOUT';"
         drop_sql "$v"
         setup_sql "$v"
         cat <<'SQL'
 CHECKPOINT;
+\! sync
 SELECT clock_timestamp() AS t0, pg_current_wal_lsn() AS lsn0 \gset
 \i :load
 SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs,

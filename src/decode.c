@@ -1670,8 +1670,8 @@ two_digits(const char *p, int *v)
  * false and goes through timestamptz_in, which gives the same result for
  * every string this accepts.
  */
-static bool
-fast_timestamptz(const char *str, TimestampTz *result)
+bool
+sp_fast_timestamptz(const char *str, TimestampTz *result)
 {
 	const char *p = str;
 	int			y1, y2, mon, day, hour, min, sec;
@@ -1951,7 +1951,7 @@ convert_row(SpDecoder *d, char **vals, const uint8 *kinds, Datum *values, bool *
 		{
 			TimestampTz ts;
 
-			if (fast_timestamptz(str, &ts))
+			if (sp_fast_timestamptz(str, &ts))
 			{
 				values[c->attno] = TimestampTzGetDatum(ts);
 				continue;

@@ -11,6 +11,7 @@
 #define SP_DECODE_H
 
 #include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 #include "utils/palloc.h"
 
 typedef struct SpDecoder SpDecoder;
@@ -59,5 +60,12 @@ extern int	sp_decode_changes(SpDecoder *d, const char *data, size_t len,
 /* the column whose input function was running when an ERROR escaped sp_decode_changes, or NULL */
 extern const char *sp_decoder_column(SpDecoder *d);
 
+/*
+ * The common text form of a timestamptz, "YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}]"
+ * with a zone (Z, +HH, +HH:MM, +HHMM), parsed without timestamptz_in; the
+ * same value timestamptz_in gives.  false for anything else (no zone, a
+ * zone name, 'infinity', ...): use the input function then.
+ */
+extern bool sp_fast_timestamptz(const char *str, TimestampTz *result);
 
 #endif

@@ -1,9 +1,11 @@
 /*
  * stream_fdw.c — streams as foreign tables of the server "streamproc".
  *
- *   INSERT / COPY ──► ExecForeignInsert: row into the batch (tuplestore)
- *                        │ every streamproc.batch_size rows, and at the end
- *                        ▼ of the statement
+ *   INSERT ──► ExecForeignInsert ──┐
+ *   COPY FROM ──► stream_copy.c ───┴─► sp_writer_add: row into the batch
+ *                                        │ (tuplestore) every
+ *                                        │ streamproc.batch_size rows, and
+ *                                        ▼ at the end of the statement
  *                     sp_apply_batch(): every continuous view of the stream
  *
  * Nothing is stored per row; a SELECT from a stream returns no rows.  A
@@ -27,11 +29,13 @@
 
 #include "apply.h"
 #include "guc.h"
+#include "stream_fdw.h"
 
 /* the batch being filled by one INSERT or COPY */
-typedef struct StreamWriter
+struct SpStreamWriter
 {
 	Oid			stream;
+	TupleDesc	desc;
 	bool		has_views;
 	AttrNumber	event_time_att; /* or InvalidAttrNumber */
 	Tuplestorestate *rows;
@@ -39,10 +43,10 @@ typedef struct StreamWriter
 	TimestampTz max_event_time;
 	int			batch_size;
 	MemoryContext cxt;
-} StreamWriter;
+};
 
 static Tuplestorestate *
-new_batch(StreamWriter *w)
+new_batch(SpStreamWriter *w)
 {
 	MemoryContext old = MemoryContextSwitchTo(w->cxt);
 	/* keep a batch in memory: it is bounded by batch_size rows */
@@ -52,12 +56,13 @@ new_batch(StreamWriter *w)
 	return ts;
 }
 
-static StreamWriter *
-writer_begin(ResultRelInfo *rinfo)
+SpStreamWriter *
+sp_writer_begin(Relation rel)
 {
-	StreamWriter *w = palloc0(sizeof(StreamWriter));
+	SpStreamWriter *w = palloc0(sizeof(SpStreamWriter));
 
-	w->stream = RelationGetRelid(rinfo->ri_RelationDesc);
+	w->stream = RelationGetRelid(rel);
+	w->desc = RelationGetDescr(rel);
 	w->has_views = sp_stream_has_views(w->stream);
 	w->event_time_att = sp_stream_event_time_att(w->stream);
 	w->batch_size = sp_batch_size;
@@ -70,7 +75,7 @@ writer_begin(ResultRelInfo *rinfo)
 }
 
 static void
-writer_flush(StreamWriter *w)
+writer_flush(SpStreamWriter *w)
 {
 	SpBatch		batch = {0};
 	SpBatchInput input;
@@ -88,47 +93,51 @@ writer_flush(StreamWriter *w)
 	sp_apply_batch(&batch);
 	if (w->has_views)
 	{
+		/*
+		 * The next batch reuses the memory of this one: the context is not
+		 * reset, so the freed tuples' chunks and blocks are taken again
+		 * rather than given back to the system and faulted in anew.
+		 */
 		tuplestore_end(w->rows);
-		MemoryContextReset(w->cxt);
 		w->rows = new_batch(w);
 	}
 	w->nrows = 0;
 	w->max_event_time = DT_NOBEGIN;
 }
 
-static TupleTableSlot *
-writer_add(StreamWriter *w, TupleTableSlot *slot)
+void
+sp_writer_add(SpStreamWriter *w, Datum *values, bool *nulls)
 {
 	if (w->event_time_att != InvalidAttrNumber)
 	{
-		bool		isnull;
-		TimestampTz ts = DatumGetTimestampTz(slot_getattr(slot, w->event_time_att, &isnull));
+		int			a = w->event_time_att - 1;
+		TimestampTz ts;
 
-		if (isnull)
+		if (nulls[a])
 			ereport(ERROR,
 					(errcode(ERRCODE_NOT_NULL_VIOLATION),
 					 errmsg("event-time column \"%s\" of stream \"%s\" must not be NULL",
-							NameStr(TupleDescAttr(slot->tts_tupleDescriptor, w->event_time_att - 1)->attname),
+							NameStr(TupleDescAttr(w->desc, a)->attname),
 							get_rel_name(w->stream)),
 					 errdetail("Every row of a stream with an event-time column needs an event time.")));
+		ts = DatumGetTimestampTz(values[a]);
 		if (TIMESTAMP_NOT_FINITE(ts))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 					 errmsg("event-time column \"%s\" of stream \"%s\" must be finite",
-							NameStr(TupleDescAttr(slot->tts_tupleDescriptor, w->event_time_att - 1)->attname),
+							NameStr(TupleDescAttr(w->desc, a)->attname),
 							get_rel_name(w->stream))));
 		if (ts > w->max_event_time)
 			w->max_event_time = ts;
 	}
 	if (w->has_views)
-		tuplestore_puttupleslot(w->rows, slot);
+		tuplestore_putvalues(w->rows, w->desc, values, nulls);
 	if (++w->nrows >= w->batch_size)
 		writer_flush(w);
-	return slot;
 }
 
-static void
-writer_end(StreamWriter *w)
+void
+sp_writer_end(SpStreamWriter *w)
 {
 	if (w == NULL)
 		return;
@@ -205,33 +214,35 @@ stream_begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 {
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	rinfo->ri_FdwState = writer_begin(rinfo);
+	rinfo->ri_FdwState = sp_writer_begin(rinfo->ri_RelationDesc);
 }
 
 static TupleTableSlot *
 stream_insert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
 			  TupleTableSlot *planSlot)
 {
-	return writer_add((StreamWriter *) rinfo->ri_FdwState, slot);
+	slot_getallattrs(slot);
+	sp_writer_add((SpStreamWriter *) rinfo->ri_FdwState, slot->tts_values, slot->tts_isnull);
+	return slot;
 }
 
 static void
 stream_end_modify(EState *estate, ResultRelInfo *rinfo)
 {
-	writer_end((StreamWriter *) rinfo->ri_FdwState);
+	sp_writer_end((SpStreamWriter *) rinfo->ri_FdwState);
 	rinfo->ri_FdwState = NULL;
 }
 
 static void
 stream_begin_insert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 {
-	rinfo->ri_FdwState = writer_begin(rinfo);
+	rinfo->ri_FdwState = sp_writer_begin(rinfo->ri_RelationDesc);
 }
 
 static void
 stream_end_insert(EState *estate, ResultRelInfo *rinfo)
 {
-	writer_end((StreamWriter *) rinfo->ri_FdwState);
+	sp_writer_end((SpStreamWriter *) rinfo->ri_FdwState);
 	rinfo->ri_FdwState = NULL;
 }
 

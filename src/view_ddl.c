@@ -52,6 +52,7 @@
 
 #include "catalog.h"
 #include "source.h"
+#include "stream_copy.h"
 #include "view_compile.h"
 #include "view_ddl.h"
 #include "workers.h"
@@ -469,6 +470,9 @@ sp_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 	if (IsA(parsetree, ViewStmt) &&
 		handle_view_stmt((ViewStmt *) parsetree, queryString, pstmt, qc))
+		return;
+	if (IsA(parsetree, CopyStmt) &&
+		sp_copy_into_stream(pstmt, queryString, queryEnv, qc))
 		return;
 	sp_workers_utility(parsetree);
 
