@@ -59,6 +59,8 @@
 #include "utils/queryenvironment.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/sortsupport.h"
+#include "utils/datum.h"
 #include "utils/syscache.h"
 #include "utils/builtins.h"
 #include "utils/acl.h"
@@ -501,9 +503,25 @@ typedef struct MergeReceiver
 	bool		retract;		/* the partials are of retracted rows */
 	bool		wm_valid;		/* watermark when the batch arrived */
 	TimestampTz wm;
-	TupleDesc	partial_desc;	/* sessions: partial rows, merged afterwards */
-	List	   *partials;
+	TupleDesc	partial_desc;	/* partial rows, merged afterwards */
+	List	   *partials;		/* sessions: in arrival order */
+	/* tumble/hop/plain: partial groups, merged in index order */
+	struct SortedPartial *sorted;
+	int			nsorted;
+	int			maxsorted;
+	SortSupport sortkeys;		/* per index column */
 } MergeReceiver;
+
+/*
+ * A partial group awaiting its merge: the tuple, and its key values in
+ * index column order (pointing into the tuple).
+ */
+typedef struct SortedPartial
+{
+	MinimalTuple tuple;
+	Datum	   *keys;
+	bool	   *nulls;
+} SortedPartial;
 
 static void
 merge_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
@@ -688,22 +706,102 @@ merge_session(MergeReceiver *r, TupleTableSlot *p)
 	MemoryContextReset(r->call->cxt);
 }
 
+/*
+ * The partial plan's groups come out of a hash table in no order; merged in
+ * the order of the state table's index, consecutive lookups and inserts
+ * land on the same or the next leaf page instead of anywhere in the index.
+ */
 static bool
 merge_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	MergeReceiver *r = (MergeReceiver *) self;
-	/* the index scan allocates lazily; keep that out of the executor's memory */
 	MemoryContext oldcxt = MemoryContextSwitchTo(r->cxt);
 
 	if (r->view->window_kind == SP_WINDOW_SESSION)
 		r->partials = lappend(r->partials, ExecCopySlotHeapTuple(slot));
 	else
 	{
+		CompiledView *v = r->view;
+		SortedPartial *p;
+		int			i;
+
+		if (r->nsorted == r->maxsorted)
+		{
+			r->maxsorted = Max(r->maxsorted * 2, 1024);
+			r->sorted = r->sorted ? repalloc_huge(r->sorted, sizeof(SortedPartial) * r->maxsorted)
+				: palloc_extended(sizeof(SortedPartial) * r->maxsorted, MCXT_ALLOC_HUGE);
+		}
+		p = &r->sorted[r->nsorted++];
+		p->tuple = ExecCopySlotMinimalTuple(slot);
+		p->keys = palloc(sizeof(Datum) * v->nkeys);
+		p->nulls = palloc(sizeof(bool) * v->nkeys);
 		slot_getallattrs(slot);
-		merge_group(r, slot);
+		for (i = 0; i < v->nkeys; i++)
+		{
+			int			col = v->keyattnos[i] - 1;
+
+			p->nulls[i] = slot->tts_isnull[col];
+			p->keys[i] = slot->tts_isnull[col] ? (Datum) 0 :
+				datumCopy(slot->tts_values[col],
+						  TupleDescAttr(slot->tts_tupleDescriptor, col)->attbyval,
+						  TupleDescAttr(slot->tts_tupleDescriptor, col)->attlen);
+		}
 	}
 	MemoryContextSwitchTo(oldcxt);
 	return true;
+}
+
+static int
+compare_partials(const void *a, const void *b, void *arg)
+{
+	const SortedPartial *pa = a;
+	const SortedPartial *pb = b;
+	MergeReceiver *r = arg;
+	int			i;
+
+	for (i = 0; i < r->view->nkeys; i++)
+	{
+		int			c = ApplySortComparator(pa->keys[i], pa->nulls[i],
+											pb->keys[i], pb->nulls[i],
+											&r->sortkeys[i]);
+
+		if (c != 0)
+			return c;
+	}
+	return 0;
+}
+
+/* Merge the buffered partial groups, in index order. */
+static void
+merge_sorted(MergeReceiver *r)
+{
+	TupleTableSlot *p;
+	int			i;
+
+	if (r->nsorted == 0)
+		return;
+	if (r->sortkeys == NULL)
+	{
+		r->sortkeys = palloc0(sizeof(SortSupportData) * r->view->nkeys);
+		for (i = 0; i < r->view->nkeys; i++)
+		{
+			r->sortkeys[i].ssup_cxt = r->cxt;
+			r->sortkeys[i].ssup_collation = r->index->rd_indcollation[i];
+			r->sortkeys[i].ssup_nulls_first = false;
+			r->sortkeys[i].ssup_attno = i + 1;
+			PrepareSortSupportFromIndexRel(r->index, BTLessStrategyNumber,
+										   &r->sortkeys[i]);
+		}
+	}
+	qsort_arg(r->sorted, r->nsorted, sizeof(SortedPartial), compare_partials, r);
+	p = MakeSingleTupleTableSlot(r->partial_desc, &TTSOpsMinimalTuple);
+	for (i = 0; i < r->nsorted; i++)
+	{
+		ExecStoreMinimalTuple(r->sorted[i].tuple, p, false);
+		slot_getallattrs(p);
+		merge_group(r, p);
+	}
+	ExecDropSingleTupleTableSlot(p);
 }
 
 static void
@@ -877,6 +975,7 @@ apply_view(CompiledView *v, Oid stream, Tuplestorestate *store, int64 nrows,
 	r.call = sp_agg_call_create(CurrentMemoryContext);
 
 	run_plan(retract ? v->retract_plan : v->plan, v->sql, (DestReceiver *) &r, env, params);
+	merge_sorted(&r);
 
 	if (r.partials != NIL)
 	{
