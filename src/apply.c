@@ -7,7 +7,7 @@
  *     │  partial plan: the view's query, Agg in AGGSPLIT_INITIAL_SERIAL
  *     ▼
  *   one row per group: keys, partial states, row count
- *     │  merge receiver, per group:
+ *     │  merge receiver: the groups sorted in the index's order, then per group:
  *     │    look the keys up in the state table's unique index
  *     │    absent  → insert the partial row
  *     │    present → combine stored and partial states, update (HOT)
