@@ -504,8 +504,7 @@ typedef struct MergeReceiver
 	bool		wm_valid;		/* watermark when the batch arrived */
 	TimestampTz wm;
 	TupleDesc	partial_desc;	/* partial rows, merged afterwards */
-	List	   *partials;		/* sessions: in arrival order */
-	/* tumble/hop/plain: partial groups, merged in index order */
+	/* the partial groups, merged in index order */
 	struct SortedPartial *sorted;
 	int			nsorted;
 	int			maxsorted;
@@ -647,12 +646,16 @@ merge_group(MergeReceiver *r, TupleTableSlot *slot)
 /*
  * One partial session (rows of one gap-long bucket, so certainly one
  * session): absorb every open session of the same keys that lies within the
- * gap, delete those, and insert the merged session.  Closed sessions are
- * never merged into; they end further back, so the backward scan stops.
+ * gap and write the merged session.  Closed sessions are never merged into;
+ * they end further back, so the backward scan stops.
  *
  *   existing:   [s1]      [s2 ....]        [s3]
  *   partial:                   (p)--gap--)
  *   result:     [s1]      [s2 ...p.......]  [s3]   (s3 absorbed too if within gap)
+ *
+ * The merged session is written over the absorbed session that started
+ * first (the others are deleted): in the common case, a session that goes
+ * on, its start and so its index entry stay the same and the update is HOT.
  */
 static void
 merge_session(MergeReceiver *r, TupleTableSlot *p)
@@ -666,6 +669,8 @@ merge_session(MergeReceiver *r, TupleTableSlot *p)
 	TimestampTz pstart = DatumGetTimestampTz(p->tts_values[rowscol + 1]);
 	TimestampTz pend = DatumGetTimestampTz(p->tts_values[rowscol + 2]);
 	int64		rows = DatumGetInt64(p->tts_values[rowscol]);
+	bool		absorbed = false;
+	ItemPointerData first;		/* the absorbed session that started first */
 
 	ExecClearTuple(out);
 	memcpy(out->tts_values, p->tts_values, sizeof(Datum) * rowscol);
@@ -694,7 +699,11 @@ merge_session(MergeReceiver *r, TupleTableSlot *p)
 		rows += DatumGetInt64(s->tts_values[rowscol]);
 		pstart = Min(pstart, sstart);
 		pend = Max(pend, send);
-		simple_table_tuple_delete(r->rel, &s->tts_tid, r->estate->es_snapshot);
+		/* the scan goes back in time: the one found before started later */
+		if (absorbed)
+			simple_table_tuple_delete(r->rel, &first, r->estate->es_snapshot);
+		first = s->tts_tid;
+		absorbed = true;
 	}
 	out->tts_values[startcol] = TimestampTzGetDatum(pstart);
 	out->tts_isnull[startcol] = false;
@@ -702,7 +711,18 @@ merge_session(MergeReceiver *r, TupleTableSlot *p)
 	out->tts_isnull[rowscol] = false;
 	out->tts_values[rowscol + 1] = TimestampTzGetDatum(pend);
 	out->tts_isnull[rowscol + 1] = false;
-	insert_state(r, out);
+	if (absorbed)
+	{
+		bool		update_indexes;
+
+		ExecStoreVirtualTuple(out);
+		simple_table_tuple_update(r->rel, &first, out, r->estate->es_snapshot,
+								  &update_indexes);
+		if (update_indexes)
+			ExecInsertIndexTuples(r->rri, out, r->estate, false, false, NULL, NIL);
+	}
+	else
+		insert_state(r, out);
 	MemoryContextReset(r->call->cxt);
 }
 
@@ -717,9 +737,6 @@ merge_receive(TupleTableSlot *slot, DestReceiver *self)
 	MergeReceiver *r = (MergeReceiver *) self;
 	MemoryContext oldcxt = MemoryContextSwitchTo(r->cxt);
 
-	if (r->view->window_kind == SP_WINDOW_SESSION)
-		r->partials = lappend(r->partials, ExecCopySlotHeapTuple(slot));
-	else
 	{
 		CompiledView *v = r->view;
 		SortedPartial *p;
@@ -771,7 +788,10 @@ compare_partials(const void *a, const void *b, void *arg)
 	return 0;
 }
 
-/* Merge the buffered partial groups, in index order. */
+/*
+ * Merge the buffered partial groups, in index order.  Sessions: each merge
+ * may absorb what the previous one wrote, so it must see it.
+ */
 static void
 merge_sorted(MergeReceiver *r)
 {
@@ -799,7 +819,13 @@ merge_sorted(MergeReceiver *r)
 	{
 		ExecStoreMinimalTuple(r->sorted[i].tuple, p, false);
 		slot_getallattrs(p);
-		merge_group(r, p);
+		if (r->view->window_kind == SP_WINDOW_SESSION)
+		{
+			merge_session(r, p);
+			CommandCounterIncrement();
+		}
+		else
+			merge_group(r, p);
 	}
 	ExecDropSingleTupleTableSlot(p);
 }
@@ -890,7 +916,6 @@ apply_view(CompiledView *v, Oid stream, Tuplestorestate *store, int64 nrows,
 	QueryEnvironment *env;
 	EphemeralNamedRelation enr;
 	ParamListInfo params;
-	ListCell   *lc;
 	SpSavedUser su;
 	int64		late_rows = 0;
 	ErrorContextCallback errcb;
@@ -977,20 +1002,6 @@ apply_view(CompiledView *v, Oid stream, Tuplestorestate *store, int64 nrows,
 	run_plan(retract ? v->retract_plan : v->plan, v->sql, (DestReceiver *) &r, env, params);
 	merge_sorted(&r);
 
-	if (r.partials != NIL)
-	{
-		/* sessions: each merge may absorb rows the previous one wrote */
-		TupleTableSlot *p = MakeSingleTupleTableSlot(r.partial_desc, &TTSOpsHeapTuple);
-
-		foreach(lc, r.partials)
-		{
-			ExecStoreHeapTuple(lfirst(lc), p, false);
-			slot_getallattrs(p);
-			merge_session(&r, p);
-			CommandCounterIncrement();
-		}
-		ExecDropSingleTupleTableSlot(p);
-	}
 	/* combine functions of session merges ran as the owner too */
 	sp_catalog_leave(&su);
 	if (late_rows > 0)
