@@ -369,7 +369,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "- host: $(nproc) cores (\`nproc\`), $(cpu_model), $(mem_gib) GiB RAM"
     echo "- PostgreSQL $PG_VERSION; streamproc at git $(git_commit)"
     echo "- data: $(fmt_int "$ROWS") Nexmark-style bids (~1000 auctions, ~1000 events per second of event time, ~$AVG_ROW bytes per CSV row), loaded with $NCHUNKS \`COPY ... FROM '<file>' WITH (FORMAT csv)\` statements of $(fmt_int "$CHUNK_ROWS") rows, each its own transaction, in one psql session"
-    echo "- $RUNS runs per variant, round-robin, fresh tables/stream/view each run, \`CHECKPOINT\` before each (untimed)$([[ $WARMUP == 1 ]] && echo ', after one untimed warm-up run of each variant'); rows/s = rows / wall time of the whole load"
+    echo "- $RUNS runs per variant, round-robin, fresh tables/stream/view each run, \`CHECKPOINT\` and \`sync\` before each (untimed)$([[ $WARMUP == 1 ]] && echo ', after one untimed warm-up run of each variant'); rows/s = rows / wall time of the whole load"
     echo "- settings: $(join_list "${CLUSTER_SETTINGS[@]}" "${SETTINGS[@]}") (synchronous_commit and fsync on, the defaults: every COPY waits for its WAL flush)${BENCH_PG_CONF:+; extra: $(tr '\n' ' ' <<<"$BENCH_PG_CONF")}"
     echo
     echo "| variant | what | rows/s best | rows/s median | WAL MB per load (median) | check |"

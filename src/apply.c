@@ -38,6 +38,7 @@
 #include <malloc.h>
 
 #include "access/genam.h"
+#include "common/int.h"
 #include "access/htup_details.h"
 #include "access/nbtree.h"
 #include "access/relation.h"
@@ -79,6 +80,24 @@
 /* rows deleted by retention per batch and view, at most */
 #define SP_RETENTION_BATCH 10000
 
+/*
+ * Rows whose event time is at or after a bound derived from the watermark
+ * cannot be late for a view, so a batch whose least event time is there
+ * skips the late plan (a scan of the whole batch per event-time view).
+ *   SP_LATE_FLOOR  tumble, hop: the start of the window (or slide) that
+ *                  holds the watermark; a row there or later has its first
+ *                  window end after the watermark
+ *   SP_LATE_GAP    session: watermark − gap + 1 µs; a row's own session
+ *                  ends a gap after it
+ *   SP_LATE_ALWAYS an origin that is no constant: always look
+ */
+typedef enum SpLateBound
+{
+	SP_LATE_ALWAYS,
+	SP_LATE_FLOOR,
+	SP_LATE_GAP
+} SpLateBound;
+
 typedef struct CompiledView
 {
 	Oid			relid;
@@ -91,6 +110,9 @@ typedef struct CompiledView
 	PlannedStmt *retract_plan;	/* NULL: the view cannot take rows back */
 	char	   *retract_why;	/* ... and why not */
 	PlannedStmt *late_plan;		/* event-time windows only */
+	SpLateBound late_bound;		/* when no row of a batch can be late */
+	int64		late_align_us;	/* SP_LATE_FLOOR: windows of this length */
+	TimestampTz late_origin;	/* ... aligned on this */
 	char	   *sql;
 	AttrNumber *keyattnos;		/* per index column: state table column */
 	FmgrInfo   *eqprocs;		/* per index column: btree equality */
@@ -269,6 +291,78 @@ check_state_index(Relation index, SpViewShape *shape, Oid view_relid)
 				 errhint("Drop the continuous view and create it again.")));
 }
 
+/* see SpLateBound */
+static void
+set_late_bound(CompiledView *cv, SpViewShape *shape)
+{
+	SpKey	   *key = list_nth(shape->keys, shape->window_key);
+	FuncExpr   *f = (FuncExpr *) key->expr;
+
+	cv->late_bound = SP_LATE_ALWAYS;
+	cv->late_origin = SP_UNIX_EPOCH;
+	switch (shape->window_kind)
+	{
+		case SP_WINDOW_SESSION:
+			cv->late_bound = SP_LATE_GAP;
+			break;
+		case SP_WINDOW_HOP:
+			cv->late_bound = SP_LATE_FLOOR;
+			cv->late_align_us = sp_window_usecs(shape->window_slide, "window slide");
+			break;
+		case SP_WINDOW_TUMBLE:
+			if (!IsA(f, FuncExpr))
+				break;
+			if (list_length(f->args) > 2)
+			{
+				Const	   *origin = (Const *) lthird(f->args);
+
+				if (!IsA(origin, Const) || origin->constisnull ||
+					origin->consttype != TIMESTAMPTZOID ||
+					TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(origin->constvalue)))
+					break;
+				cv->late_origin = DatumGetTimestampTz(origin->constvalue);
+			}
+			cv->late_bound = SP_LATE_FLOOR;
+			cv->late_align_us = cv->window_us;
+			break;
+		case SP_WINDOW_NONE:
+			break;
+	}
+}
+
+/* Can a row of a batch whose least event time is min be late at wm? */
+static bool
+may_be_late(CompiledView *v, TimestampTz wm, bool has_min, TimestampTz min)
+{
+	TimestampTz bound;
+	int64		delta;
+	int64		q;
+
+	if (!has_min || TIMESTAMP_NOT_FINITE(wm) || TIMESTAMP_NOT_FINITE(min))
+		return true;
+	switch (v->late_bound)
+	{
+		case SP_LATE_FLOOR:
+			/* sp_window_floor without its ERRORs: out of range, just look */
+			if (pg_sub_s64_overflow(wm, v->late_origin, &delta))
+				return true;
+			q = delta / v->late_align_us;
+			if (delta % v->late_align_us < 0)
+				q--;
+			if (pg_mul_s64_overflow(q, v->late_align_us, &delta) ||
+				pg_add_s64_overflow(v->late_origin, delta, &bound))
+				return true;
+			break;
+		case SP_LATE_GAP:
+			if (pg_sub_s64_overflow(wm, v->window_us - 1, &bound))
+				return true;
+			break;
+		default:
+			return true;
+	}
+	return min < bound;
+}
+
 /*
  * Compile a view as its owner: the owner's rights resolve the names of its
  * query, and the tables it joins are read with them (like a view's).
@@ -330,8 +424,11 @@ compile_view(SpViewDef *def, List **deps)
 	if (sp_view_can_retract(shape, &cv->retract_why))
 		cv->retract_plan = sp_view_retract_plan(shape, cv->owner, sp_batch_size);
 	if (shape->event_time_window)
+	{
 		cv->late_plan = sp_view_late_plan(shape, cv->owner, sp_batch_size,
 										  def->relid);
+		set_late_bound(cv, shape);
+	}
 
 	index = index_open(cv->index_relid, AccessShareLock);
 	check_state_index(index, shape, def->relid);
@@ -909,9 +1006,12 @@ view_error_context(void *arg)
  * to one view.
  */
 static void
-apply_view(CompiledView *v, Oid stream, Tuplestorestate *store, int64 nrows,
-		   bool retract, bool wm_valid, TimestampTz wm)
+apply_view(CompiledView *v, SpBatch *batch, bool retract, bool wm_valid,
+		   TimestampTz wm)
 {
+	Oid			stream = batch->stream;
+	Tuplestorestate *store = retract ? batch->retractions : batch->rows;
+	int64		nrows = retract ? batch->nretractions : batch->nrows;
 	MergeReceiver r;
 	QueryEnvironment *env;
 	EphemeralNamedRelation enr;
@@ -954,7 +1054,8 @@ apply_view(CompiledView *v, Oid stream, Tuplestorestate *store, int64 nrows,
 
 	/* the view's expressions run as its owner, never as the writer */
 	sp_become_user(v->owner, SECURITY_RESTRICTED_OPERATION, &su);
-	if (v->late_plan && wm_valid)
+	if (v->late_plan && wm_valid &&
+		may_be_late(v, wm, batch->has_min_event_time, batch->min_event_time))
 	{
 		LateReceiver late;
 
@@ -1141,8 +1242,7 @@ sp_apply_batch(SpBatch *batch)
 	{
 		foreach(lc, entry->views)
 		{
-			apply_view(lfirst(lc), batch->stream, batch->rows, batch->nrows,
-					   false, wm_valid, wm);
+			apply_view(lfirst(lc), batch, false, wm_valid, wm);
 			MemoryContextReset(cxt);
 		}
 	}
@@ -1152,8 +1252,7 @@ sp_apply_batch(SpBatch *batch)
 		CommandCounterIncrement();
 		foreach(lc, entry->views)
 		{
-			apply_view(lfirst(lc), batch->stream, batch->retractions,
-					   batch->nretractions, true, wm_valid, wm);
+			apply_view(lfirst(lc), batch, true, wm_valid, wm);
 			MemoryContextReset(cxt);
 		}
 	}

@@ -29,6 +29,13 @@ typedef struct SpBatch
 	int64		nrows;
 	Tuplestorestate *retractions;	/* NULL: none */
 	int64		nretractions;
+	/*
+	 * The least event time of the rows and retractions, if the writer
+	 * tracked it: a batch with none behind the watermark's open windows
+	 * skips looking for late rows.  false: look every time.
+	 */
+	bool		has_min_event_time;
+	TimestampTz min_event_time;
 	int			ninputs;		/* inputs whose progress to record; 0: none */
 	SpBatchInput *inputs;
 } SpBatch;

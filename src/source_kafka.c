@@ -650,8 +650,23 @@ apply_rows(Source *src, Rows *rows, int from, int to, bool with_inputs)
 
 	batch.stream = src->stream;
 	batch.inputs = inputs;
+	batch.has_min_event_time = src->event_time_att != InvalidAttrNumber;
+	batch.min_event_time = DT_NOEND;
 	for (i = from; i < to; i++)
+	{
 		sp_batch_add(&batch, rows->tuples[i], rows->weights[i]);
+		if (batch.has_min_event_time)
+		{
+			bool		isnull;
+			TimestampTz ts = DatumGetTimestampTz(heap_getattr(rows->tuples[i],
+															  src->event_time_att,
+															  src->desc, &isnull));
+
+			/* decoding sent rows without a finite event time to the dead letters */
+			if (!isnull && ts < batch.min_event_time)
+				batch.min_event_time = ts;
+		}
+	}
 	if (with_inputs)
 	{
 		for (i = 0; i < src->nparts; i++)

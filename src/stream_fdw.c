@@ -41,6 +41,7 @@ struct SpStreamWriter
 	Tuplestorestate *rows;
 	int64		nrows;
 	TimestampTz max_event_time;
+	TimestampTz min_event_time;
 	int			batch_size;
 	MemoryContext cxt;
 };
@@ -69,6 +70,7 @@ sp_writer_begin(Relation rel)
 	w->cxt = AllocSetContextCreate(CurrentMemoryContext, "streamproc batch",
 								   ALLOCSET_DEFAULT_SIZES);
 	w->max_event_time = DT_NOBEGIN;
+	w->min_event_time = DT_NOEND;
 	if (w->has_views)
 		w->rows = new_batch(w);
 	return w;
@@ -88,6 +90,8 @@ writer_flush(SpStreamWriter *w)
 	batch.stream = w->stream;
 	batch.rows = w->rows;
 	batch.nrows = w->nrows;
+	batch.has_min_event_time = input.has_event_time;
+	batch.min_event_time = w->min_event_time;
 	batch.ninputs = 1;
 	batch.inputs = &input;
 	sp_apply_batch(&batch);
@@ -103,6 +107,7 @@ writer_flush(SpStreamWriter *w)
 	}
 	w->nrows = 0;
 	w->max_event_time = DT_NOBEGIN;
+	w->min_event_time = DT_NOEND;
 }
 
 void
@@ -129,6 +134,8 @@ sp_writer_add(SpStreamWriter *w, Datum *values, bool *nulls)
 							get_rel_name(w->stream))));
 		if (ts > w->max_event_time)
 			w->max_event_time = ts;
+		if (ts < w->min_event_time)
+			w->min_event_time = ts;
 	}
 	if (w->has_views)
 		tuplestore_putvalues(w->rows, w->desc, values, nulls);

@@ -24,9 +24,6 @@
 
 #include "window.h"
 
-/* Unix epoch as a PostgreSQL timestamp */
-#define SP_UNIX_EPOCH ((TimestampTz) -((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY))
-
 int64
 sp_window_usecs(const Interval *size, const char *what)
 {
