@@ -110,6 +110,8 @@ typedef struct CompiledView
 	PlannedStmt *retract_plan;	/* NULL: the view cannot take rows back */
 	char	   *retract_why;	/* ... and why not */
 	PlannedStmt *late_plan;		/* event-time windows only */
+	PlannedStmt *open_plan;		/* plan without the late-row filter: for
+								 * batches that have no late row */
 	SpLateBound late_bound;		/* when no row of a batch can be late */
 	int64		late_align_us;	/* SP_LATE_FLOOR: windows of this length */
 	TimestampTz late_origin;	/* ... aligned on this */
@@ -428,6 +430,8 @@ compile_view(SpViewDef *def, List **deps)
 		cv->late_plan = sp_view_late_plan(shape, cv->owner, sp_batch_size,
 										  def->relid);
 		set_late_bound(cv, shape);
+		if (cv->late_bound != SP_LATE_ALWAYS)
+			cv->open_plan = sp_view_open_plan(shape, cv->owner, sp_batch_size);
 	}
 
 	index = index_open(cv->index_relid, AccessShareLock);
@@ -1018,6 +1022,8 @@ apply_view(CompiledView *v, SpBatch *batch, bool retract, bool wm_valid,
 	ParamListInfo params;
 	SpSavedUser su;
 	int64		late_rows = 0;
+	bool		late_possible;
+	PlannedStmt *plan;
 	ErrorContextCallback errcb;
 
 	if (retract && v->retract_plan == NULL)
@@ -1054,8 +1060,9 @@ apply_view(CompiledView *v, SpBatch *batch, bool retract, bool wm_valid,
 
 	/* the view's expressions run as its owner, never as the writer */
 	sp_become_user(v->owner, SECURITY_RESTRICTED_OPERATION, &su);
-	if (v->late_plan && wm_valid &&
-		may_be_late(v, wm, batch->has_min_event_time, batch->min_event_time))
+	late_possible = v->late_plan && wm_valid &&
+		may_be_late(v, wm, batch->has_min_event_time, batch->min_event_time);
+	if (late_possible)
 	{
 		LateReceiver late;
 
@@ -1100,7 +1107,13 @@ apply_view(CompiledView *v, SpBatch *batch, bool retract, bool wm_valid,
 	r.out = MakeSingleTupleTableSlot(RelationGetDescr(r.rel), &TTSOpsVirtual);
 	r.call = sp_agg_call_create(CurrentMemoryContext);
 
-	run_plan(retract ? v->retract_plan : v->plan, v->sql, (DestReceiver *) &r, env, params);
+	if (retract)
+		plan = v->retract_plan;
+	else if (!late_possible && v->open_plan)
+		plan = v->open_plan;
+	else
+		plan = v->plan;
+	run_plan(plan, v->sql, (DestReceiver *) &r, env, params);
 	merge_sorted(&r);
 
 	/* combine functions of session merges ran as the owner too */

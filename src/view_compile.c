@@ -1007,7 +1007,8 @@ make_weighted_aggref(Aggref *orig)
  * negation (see "Retractions" above).
  */
 static PlannedStmt *
-partial_plan(SpViewShape *shape, Oid owner, int batch_rows, bool retract)
+partial_plan(SpViewShape *shape, Oid owner, int batch_rows, bool retract,
+			 bool late_qual)
 {
 	Index		stream_rti = 0;
 	Query	   *q = batch_query(shape, owner, batch_rows, &stream_rti);
@@ -1055,7 +1056,7 @@ partial_plan(SpViewShape *shape, Oid owner, int batch_rows, bool retract)
 	q->targetList = tlist;
 	q->havingQual = NULL;
 	q->hasAggs = true;
-	if (shape->event_time_window)
+	if (shape->event_time_window && late_qual)
 	{
 		BooleanTest *open = makeNode(BooleanTest);
 
@@ -1079,14 +1080,24 @@ partial_plan(SpViewShape *shape, Oid owner, int batch_rows, bool retract)
 PlannedStmt *
 sp_view_partial_plan(SpViewShape *shape, Oid owner, int batch_rows)
 {
-	return partial_plan(shape, owner, batch_rows, false);
+	return partial_plan(shape, owner, batch_rows, false, true);
+}
+
+/*
+ * The same without leaving out late rows: for a batch that has none (see
+ * may_be_late in apply.c), it saves computing every row's window end.
+ */
+PlannedStmt *
+sp_view_open_plan(SpViewShape *shape, Oid owner, int batch_rows)
+{
+	return partial_plan(shape, owner, batch_rows, false, false);
 }
 
 /* the partial plan for a batch of retracted rows (sp_view_can_retract) */
 PlannedStmt *
 sp_view_retract_plan(SpViewShape *shape, Oid owner, int batch_rows)
 {
-	return partial_plan(shape, owner, batch_rows, true);
+	return partial_plan(shape, owner, batch_rows, true, true);
 }
 
 /*

@@ -68,6 +68,8 @@ extern char *sp_view_canonical_sql(RawStmt *raw, const char *source);
 extern SpViewShape *sp_view_shape(const char *canonical_sql, const char *tree);
 extern PlannedStmt *sp_view_partial_plan(SpViewShape *shape, Oid owner,
 										 int batch_rows);
+extern PlannedStmt *sp_view_open_plan(SpViewShape *shape, Oid owner,
+									  int batch_rows);
 extern bool sp_view_can_retract(SpViewShape *shape, char **why);
 /* the hint of every refusal of a view that cannot take rows back */
 #define SP_RETRACT_HINT "A CDC source deletes and updates rows.  Views on its stream may use count, sum and avg (of integer or numeric values) and tumbling or hopping windows"
