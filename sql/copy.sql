@@ -113,6 +113,45 @@ COPY cp_def (a) FROM STDIN;
 \.
 SELECT * FROM cp_def_v ORDER BY a;
 
+-- a stream attached as a partition: PostgreSQL's COPY checks the bound
+SELECT streamproc.create_stream('cp_part', 'k int, t text');
+CREATE TABLE cp_parted (k int, t text) PARTITION BY RANGE (k);
+ALTER TABLE cp_parted ATTACH PARTITION cp_part FOR VALUES FROM (0) TO (10);
+COPY cp_part FROM STDIN;
+20	out of bounds
+\.
+COPY cp_part FROM STDIN;
+5	in bounds
+\.
+\echo :ROW_COUNT
+ALTER TABLE cp_parted DETACH PARTITION cp_part;
+DROP TABLE cp_parted;
+
+-- text no view reads is not converted; the views still get what they read
+SELECT streamproc.create_stream('cp_narrow', 'k int, note text, v int, u int, label text');
+SELECT streamproc.create_view('cp_narrow_v', 'SELECT k, sum(v) AS v, count(*) FROM cp_narrow GROUP BY k');
+COPY cp_narrow FROM STDIN WITH (FORMAT csv);
+1,a note,10,0,x
+1,"quoted, ""note""",5,0,y
+\.
+-- an unread integer is still checked
+COPY cp_narrow FROM STDIN WITH (FORMAT csv);
+2,n,1,notanint,z
+\.
+-- a view that reads label: later COPYs fill it
+SELECT streamproc.create_view('cp_narrow_l', 'SELECT label, count(*) FROM cp_narrow GROUP BY label');
+COPY cp_narrow FROM STDIN WITH (FORMAT csv);
+3,n,1,0,lbl
+\.
+-- a view of whole rows reads every column
+SELECT streamproc.create_view('cp_narrow_row', 'SELECT cp_narrow::text AS r, count(*) FROM cp_narrow GROUP BY 1');
+COPY cp_narrow FROM STDIN WITH (FORMAT csv);
+4,"note, 4",4,4,l4
+\.
+SELECT * FROM cp_narrow_v ORDER BY k;
+SELECT * FROM cp_narrow_l ORDER BY label;
+SELECT * FROM cp_narrow_row;
+
 -- bad input: an ERROR that names the line and column, and nothing of the
 -- COPY is kept (the statement's batches roll back with it)
 SELECT sum(c) AS rows_before FROM cp_all;
@@ -208,6 +247,8 @@ COPY cp TO STDOUT;
 SELECT streamproc.drop_stream('cp', true);
 SELECT streamproc.drop_stream('cp_def', true);
 SELECT streamproc.drop_stream('cp_et', true);
+SELECT streamproc.drop_stream('cp_part');
+SELECT streamproc.drop_stream('cp_narrow', true);
 REVOKE USAGE ON SCHEMA public FROM copy_writer;
 DROP ROLE copy_writer;
 DROP TABLE cp_table;

@@ -35,7 +35,9 @@
  */
 #include "postgres.h"
 
+#ifdef __GLIBC__
 #include <malloc.h>
+#endif
 
 #include "access/genam.h"
 #include "common/int.h"
@@ -68,6 +70,7 @@
 #include "utils/fmgroids.h"
 #include "executor/spi.h"
 #include "nodes/params.h"
+#include "nodes/nodeFuncs.h"
 
 #include "agg_support.h"
 #include "apply.h"
@@ -128,6 +131,8 @@ typedef struct CompiledView
 	FmgrInfo	ts_lt;			/* timestamptz < (session lookups) */
 	Oid			owner;			/* the plans run as the view's owner */
 	char	   *name;			/* for error messages */
+	Bitmapset  *columns;		/* stream columns the plans read ... */
+	bool		all_columns;	/* ... or all of them */
 } CompiledView;
 
 typedef struct StreamEntry
@@ -137,6 +142,8 @@ typedef struct StreamEntry
 	AttrNumber	event_time_att;
 	MemoryContext cxt;
 	List	   *views;			/* CompiledView * */
+	Bitmapset  *columns;		/* stream columns some view reads ... */
+	bool		all_columns;	/* ... or all of them */
 	List	   *deps;			/* relation OIDs whose invalidation matters */
 } StreamEntry;
 
@@ -293,6 +300,69 @@ check_state_index(Relation index, SpViewShape *shape, Oid view_relid)
 				 errhint("Drop the continuous view and create it again.")));
 }
 
+/* the stream's columns a view's query reads (see set_view_columns) */
+typedef struct ColumnsContext
+{
+	Index		rti;
+	Bitmapset  *columns;
+	bool		all;
+} ColumnsContext;
+
+static bool
+columns_walker(Node *node, ColumnsContext *ctx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *v = (Var *) node;
+
+		if (v->varno == ctx->rti && v->varlevelsup == 0)
+		{
+			if (v->varattno <= 0)
+				ctx->all = true;	/* the whole row, or a system column */
+			else
+				ctx->columns = bms_add_member(ctx->columns, v->varattno);
+		}
+		return false;
+	}
+	/* a subquery could see the stream's columns from above: take them all */
+	if (IsA(node, Query))
+	{
+		ctx->all = true;
+		return false;
+	}
+	return expression_tree_walker(node, columns_walker, (void *) ctx);
+}
+
+/*
+ * The stream columns the view's plans read; a COPY need not convert the
+ * others if they cannot fail (see stream_copy.c).  The late-row plan keeps
+ * whole rows.
+ */
+static void
+set_view_columns(CompiledView *cv, SpViewShape *shape)
+{
+	ColumnsContext ctx = {0, NULL, false};
+	ListCell   *lc;
+	Index		rti = 0;
+
+	foreach(lc, shape->query->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		rti++;
+		if (rte->rtekind == RTE_RELATION && rte->relid == shape->stream)
+			ctx.rti = rti;
+	}
+	if (ctx.rti == 0 || cv->late_plan != NULL)
+		ctx.all = true;
+	else
+		(void) query_tree_walker(shape->query, columns_walker, (void *) &ctx, 0);
+	cv->columns = ctx.columns;
+	cv->all_columns = ctx.all;
+}
+
 /* see SpLateBound */
 static void
 set_late_bound(CompiledView *cv, SpViewShape *shape)
@@ -433,6 +503,7 @@ compile_view(SpViewDef *def, List **deps)
 		if (cv->late_bound != SP_LATE_ALWAYS)
 			cv->open_plan = sp_view_open_plan(shape, cv->owner, sp_batch_size);
 	}
+	set_view_columns(cv, shape);
 
 	index = index_open(cv->index_relid, AccessShareLock);
 	check_state_index(index, shape, def->relid);
@@ -522,6 +593,8 @@ stream_entry(Oid stream)
 		ListCell   *lc;
 
 		retire_entry(entry);
+		entry->columns = NULL;
+		entry->all_columns = false;
 		cxt = AllocSetContextCreate(TopMemoryContext, "streamproc stream views",
 									ALLOCSET_DEFAULT_SIZES);
 		old = MemoryContextSwitchTo(cxt);
@@ -536,8 +609,11 @@ stream_entry(Oid stream)
 			{
 				CompiledView *cv = compile_view(lfirst(lc), &deps);
 
-				if (cv != NULL)
-					views = lappend(views, cv);
+				if (cv == NULL)
+					continue;
+				views = lappend(views, cv);
+				entry->all_columns |= cv->all_columns;
+				entry->columns = bms_add_members(entry->columns, cv->columns);
 			}
 		}
 		PG_CATCH();
@@ -579,6 +655,15 @@ AttrNumber
 sp_stream_event_time_att(Oid stream)
 {
 	return stream_entry(stream)->event_time_att;
+}
+
+Bitmapset *
+sp_stream_view_columns(Oid stream, bool *all)
+{
+	StreamEntry *entry = stream_entry(stream);
+
+	*all = entry->all_columns;
+	return bms_copy(entry->columns);
 }
 
 /* ------------------------------------------------------------------------
@@ -1206,6 +1291,7 @@ locked_stream_entry(Oid stream, bool state_tables)
 static void
 keep_batch_memory(void)
 {
+#ifdef __GLIBC__
 	static bool done = false;
 
 	if (done)
@@ -1213,6 +1299,7 @@ keep_batch_memory(void)
 	done = true;
 	(void) mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
 	(void) mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+#endif
 }
 
 /*

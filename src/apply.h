@@ -5,6 +5,7 @@
 #define SP_APPLY_H
 
 #include "access/attnum.h"
+#include "nodes/bitmapset.h"
 #include "datatype/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -44,6 +45,14 @@ extern void sp_apply_init(void);
 extern bool sp_stream_has_views(Oid stream);
 extern AttrNumber sp_stream_event_time_att(Oid stream);
 extern void sp_apply_batch(SpBatch *batch);
+
+/*
+ * The stream's columns (attribute numbers) that its views read, in
+ * CurrentMemoryContext; *all: every column may be read (a whole-row
+ * reference, the late-row plan of an event-time view).  Views cannot be
+ * created or dropped while a writer holds its lock on the stream.
+ */
+extern Bitmapset *sp_stream_view_columns(Oid stream, bool *all);
 
 /*
  * ERROR (naming the view and the aggregate, with a hint) unless every

@@ -6,7 +6,8 @@
  *     │   (lines, quoting, escapes, encoding, HEADER)
  *     ▼
  *   raw fields ──► converters: integers, text and ISO timestamptz parsed
- *     │            directly, anything else through its input function
+ *     │            directly, anything else through its input function;
+ *     │            text that no view of the stream reads is not converted
  *     ▼
  *   sp_writer_add (stream_fdw.c): the batch, applied every batch_size rows
  *
@@ -21,7 +22,12 @@
  *
  * What this path does not do is left to PostgreSQL's CopyFrom, on the same
  * reader: binary format, a WHERE clause, FREEZE, triggers on the stream,
- * column defaults or generated columns.
+ * column defaults or generated columns, a stream attached as a partition.
+ *
+ * The statement does not go on down the ProcessUtility hook chain: modules
+ * that watch utility statements (pg_stat_statements, pgaudit) see COPY
+ * into a stream only if they come after streamproc in
+ * shared_preload_libraries.
  */
 #include "postgres.h"
 
@@ -47,6 +53,7 @@
 #include "utils/rel.h"
 #include "utils/rls.h"
 
+#include "apply.h"
 #include "decode.h"
 #include "stream_copy.h"
 #include "stream_fdw.h"
@@ -62,7 +69,8 @@ typedef enum FieldKind
 	FIELD_INT4,
 	FIELD_INT8,
 	FIELD_TEXT,
-	FIELD_TIMESTAMPTZ			/* fast when ISO with a zone, else input */
+	FIELD_TIMESTAMPTZ,			/* fast when ISO with a zone, else input */
+	FIELD_UNREAD				/* text no view reads: left NULL */
 } FieldKind;
 
 /*
@@ -142,7 +150,8 @@ direct_copy(CopyFromState cstate, Relation rel)
 {
 	return !cstate->opts.binary && !cstate->opts.freeze &&
 		cstate->whereClause == NULL && cstate->num_defaults == 0 &&
-		rel->trigdesc == NULL && RelationGetDescr(rel)->constr == NULL;
+		rel->trigdesc == NULL && RelationGetDescr(rel)->constr == NULL &&
+		!rel->rd_rel->relispartition;	/* CopyFrom checks the bound */
 }
 
 /* Read every row of cstate into the stream; how many there were. */
@@ -165,6 +174,8 @@ copy_rows(CopyFromState cstate, Relation rel)
 	uint64		processed = 0;
 	ListCell   *lc;
 	int			i;
+	bool		all_read;
+	Bitmapset  *read = sp_stream_view_columns(RelationGetRelid(rel), &all_read);
 
 	i = 0;
 	foreach(lc, cstate->attnumlist)
@@ -176,6 +187,12 @@ copy_rows(CopyFromState cstate, Relation rel)
 		/* a typmod (varchar(n), ...) is the input function's to check */
 		if (TupleDescAttr(desc, m)->atttypmod >= 0)
 			kinds[i] = FIELD_INPUT;
+		/*
+		 * text cannot be invalid once the reader has checked its encoding:
+		 * what no view reads (the batch is all views see) need not be made
+		 */
+		if (kinds[i] == FIELD_TEXT && !all_read && !bms_is_member(m + 1, read))
+			kinds[i] = FIELD_UNREAD;
 		i++;
 	}
 
@@ -212,6 +229,8 @@ copy_rows(CopyFromState cstate, Relation rel)
 				ereport(ERROR,
 						(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
 						 errmsg("missing data for column \"%s\"", NameStr(att->attname))));
+			if (kinds[i] == FIELD_UNREAD)
+				continue;
 			str = fields[i];
 			if (cstate->opts.csv_mode)
 			{
@@ -262,6 +281,8 @@ copy_rows(CopyFromState cstate, Relation rel)
 													  cstate->typioparams[m],
 													  att->atttypmod);
 						break;
+					case FIELD_UNREAD:
+						pg_unreachable();
 				}
 				nulls[m] = false;
 			}
@@ -273,9 +294,9 @@ copy_rows(CopyFromState cstate, Relation rel)
 		pgstat_progress_update_param(PROGRESS_COPY_TUPLES_PROCESSED, ++processed);
 	}
 	MemoryContextSwitchTo(old);
-	/* the error context stays: a view's error in the last batch is COPY's */
-	sp_writer_end(w);
+	/* past the last line: the last batch's errors are no line's (as CopyFrom) */
 	error_context_stack = errcb.previous;
+	sp_writer_end(w);
 	MemoryContextDelete(row_cxt);
 	return processed;
 }
@@ -294,27 +315,23 @@ sp_copy_into_stream(PlannedStmt *pstmt, const char *queryString,
 	Assert(IsA(stmt, CopyStmt));
 	if (!stmt->is_from || stmt->relation == NULL || stmt->whereClause != NULL)
 		return false;
-	/* a name that is no stream (or nothing) is PostgreSQL's to handle */
-	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	/*
+	 * Locked as DoCopy locks it (the lock is what keeps it a stream); a
+	 * name that is no stream, or nothing, is PostgreSQL's to handle.
+	 */
+	relid = RangeVarGetRelid(stmt->relation, RowExclusiveLock, true);
 	if (!OidIsValid(relid) || !sp_is_stream(relid))
 		return false;
 
 	/* what ProcessUtility checks before DoCopy */
-	PreventCommandIfParallelMode("COPY FROM");
-	PreventCommandDuringRecovery("COPY FROM");
+	PreventCommandIfParallelMode("COPY");
+	PreventCommandDuringRecovery("COPY");
 
 	pstate = make_parsestate(NULL);
 	pstate->p_sourcetext = queryString;
 	pstate->p_queryEnv = queryEnv;
 
-	rel = table_openrv(stmt->relation, RowExclusiveLock);
-	/* renamed or replaced while unlocked: not ours after all */
-	if (!sp_is_stream(RelationGetRelid(rel)))
-	{
-		table_close(rel, RowExclusiveLock);
-		free_parsestate(pstate);
-		return false;
-	}
+	rel = table_open(relid, NoLock);
 	check_copy_from(pstate, stmt, rel);
 
 	cstate = BeginCopyFrom(pstate, rel, NULL, stmt->filename, stmt->is_program,
