@@ -71,6 +71,7 @@ VIEWS=${VIEWS//,/ }
 FRESH_RATES=${BENCH_FRESH_RATES:-}      # bids per second; empty: no freshness part
 FRESH_RATES=${FRESH_RATES//,/ }
 FRESH_SECONDS=${BENCH_FRESH_SECONDS:-20}
+FRESH_PAR=${BENCH_FRESH_PARALLELISM:-1}  # workers of the freshness source
 FRESH_POLL_MS=${BENCH_FRESH_POLL_MS:-10}
 FRESH_WARMUP=${BENCH_FRESH_WARMUP:-2}
 MEM_EVENTS=${BENCH_MEMORY_EVENTS:-0}    # 0: no memory part
@@ -98,6 +99,7 @@ done
 [[ $MEM_VIEWS != *" "* ]]           || die "BENCH_MEMORY_VIEWS takes one view set"
 for r in $FRESH_RATES; do posint BENCH_FRESH_RATES "$r"; done
 posint BENCH_FRESH_SECONDS "$FRESH_SECONDS"
+posint BENCH_FRESH_PARALLELISM "$FRESH_PAR"
 posint BENCH_FRESH_POLL_MS "$FRESH_POLL_MS"
 [[ $FRESH_WARMUP =~ ^[0-9]+$ ]]       || die "BENCH_FRESH_WARMUP must be a number of seconds (got '$FRESH_WARMUP')"
 (( FRESH_WARMUP < FRESH_SECONDS )) || [[ -z $FRESH_RATES ]] || die "BENCH_FRESH_WARMUP must be less than BENCH_FRESH_SECONDS"
@@ -697,7 +699,7 @@ run_fresh() {
     sql "SELECT streamproc.create_view('fresh_v', \$\$SELECT auction % $PARTITIONS AS part, count(*) AS n, max(produced_us) AS last_us FROM bids GROUP BY 1\$\$);" ||
         die "create_view fresh_v: $SQL_ERR"
     sql "TRUNCATE fresh_polls, fresh_sent; CHECKPOINT;" || die "$SQL_ERR"
-    if ! sql "$(source_sql "$topic" 1 "$SOURCE_OPTIONS")"; then
+    if ! sql "$(source_sql "$topic" "$FRESH_PAR" "$SOURCE_OPTIONS")"; then
         FR["$rate|check"]="FAILED: create_kafka_source: $SQL_ERR"; ERRORS+=("freshness $rate/s: ${FR["$rate|check"]}")
         return
     fi
@@ -948,7 +950,7 @@ mkdir -p "$(dirname "$OUT")"
         echo
         echo "## Freshness: produce to visible in the view, at fixed input rates"
         echo
-        echo "Per rate: a fresh topic of $PARTITIONS partitions, stream \`bids\` (plus a \`produced_us bigint\` column) with view \`q7\` and a companion view \`fresh_v\` = \`SELECT auction % $PARTITIONS AS part, count(*) AS n, max(produced_us) AS last_us FROM bids GROUP BY 1\` (both updated in the same transaction per batch); a source (parallelism 1, batch_size $BATCH_SIZE, batch_timeout ${BATCH_TIMEOUT:-100 ms}) is started on the empty topic, then \`bidgen -r RATE --stamp --stamp-log\` produces RATE x $FRESH_SECONDS s bids (lz4, linger.ms 5) and logs each bid's partition, offset, produce time and delivery-report time. A probe in the server (a procedure, one transaction per poll) records \`fresh_v\` every $FRESH_POLL_MS ms with \`clock_timestamp()\` taken after the poll's snapshot. A partition's bids become visible in offset order, so bid (p, o) is visible from the first poll whose count for p exceeds o: latency = that poll's time - the bid's produce time (an upper bound, by at most one poll interval; same machine, same clock). Bids produced in the first $FRESH_WARMUP s are left out of the percentiles. \"after ack\" = poll time - delivery report (the part after Kafka had the bid); \"produce to ack\" = the producer and broker's part. The method checks itself: every bid seen, counts never go backward, and the newest \`produced_us\` visible is always the stamp of the bid at offset count - 1."
+        echo "Per rate: a fresh topic of $PARTITIONS partitions, stream \`bids\` (plus a \`produced_us bigint\` column) with view \`q7\` and a companion view \`fresh_v\` = \`SELECT auction % $PARTITIONS AS part, count(*) AS n, max(produced_us) AS last_us FROM bids GROUP BY 1\` (both updated in the same transaction per batch); a source (parallelism $FRESH_PAR, batch_size $BATCH_SIZE, batch_timeout ${BATCH_TIMEOUT:-100 ms}) is started on the empty topic, then \`bidgen -r RATE --stamp --stamp-log\` produces RATE x $FRESH_SECONDS s bids (lz4, linger.ms 5) and logs each bid's partition, offset, produce time and delivery-report time. A probe in the server (a procedure, one transaction per poll) records \`fresh_v\` every $FRESH_POLL_MS ms with \`clock_timestamp()\` taken after the poll's snapshot. A partition's bids become visible in offset order, so bid (p, o) is visible from the first poll whose count for p exceeds o: latency = that poll's time - the bid's produce time (an upper bound, by at most one poll interval; same machine, same clock). Bids produced in the first $FRESH_WARMUP s are left out of the percentiles. \"after ack\" = poll time - delivery report (the part after Kafka had the bid); \"produce to ack\" = the producer and broker's part. The method checks itself: every bid seen, counts never go backward, and the newest \`produced_us\` visible is always the stamp of the bid at offset count - 1."
         echo
         echo "| input rate (bids/s) | produced (bids/s) | bids (in percentiles) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | mean ms | after ack p50 / p99 ms | produce to ack p50 / p99 ms | polls (mean interval ms) | view changed: times, median / max ms apart, bids per change | check |"
         echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
