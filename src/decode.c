@@ -111,6 +111,9 @@ typedef struct SpColumn
 	bool		strict;			/* NULL in, NULL out: no call needed */
 	uint8		temporal;		/* TEMPORAL_*: how a debezium number reads */
 	bool		plain;			/* the base type itself, no typmod */
+	Oid			direct;			/* plain int2/int4/int8/text: converted
+								 * without fmgr, exactly as their input
+								 * functions do; else InvalidOid */
 	const char *typname;		/* for messages */
 	Oid			typioparam;
 	int32		typmod;
@@ -1532,6 +1535,8 @@ sp_decoder_create(const char *format, TupleDesc desc, MemoryContext cxt)
 			base == TIMESTAMPTZOID ? TEMPORAL_TIMESTAMPTZ :
 			base == DATEOID ? TEMPORAL_DATE : TEMPORAL_NONE;
 		c->plain = (base == att->atttypid && att->atttypmod < 0);
+		c->direct = c->plain && (base == INT2OID || base == INT4OID ||
+								 base == INT8OID || base == TEXTOID) ? base : InvalidOid;
 
 		for (slot = c->hash & d->slotmask; d->slots[slot] != 0;
 			 slot = (slot + 1) & d->slotmask)
@@ -1955,6 +1960,26 @@ convert_row(SpDecoder *d, char **vals, const uint8 *kinds, Datum *values, bool *
 			{
 				values[c->attno] = TimestampTzGetDatum(ts);
 				continue;
+			}
+		}
+		if (str != NULL)
+		{
+			switch (c->direct)
+			{
+				case INT2OID:
+					values[c->attno] = Int16GetDatum(pg_strtoint16(str));
+					continue;
+				case INT4OID:
+					values[c->attno] = Int32GetDatum(pg_strtoint32(str));
+					continue;
+				case INT8OID:
+					values[c->attno] = Int64GetDatum(pg_strtoint64(str));
+					continue;
+				case TEXTOID:
+					values[c->attno] = PointerGetDatum(cstring_to_text(str));
+					continue;
+				default:
+					break;
 			}
 		}
 		values[c->attno] = InputFunctionCall(&c->input, str, c->typioparam, c->typmod);
