@@ -83,24 +83,6 @@
 /* rows deleted by retention per batch and view, at most */
 #define SP_RETENTION_BATCH 10000
 
-/*
- * Rows whose event time is at or after a bound derived from the watermark
- * cannot be late for a view, so a batch whose least event time is there
- * skips the late plan (a scan of the whole batch per event-time view).
- *   SP_LATE_FLOOR  tumble, hop: the start of the window (or slide) that
- *                  holds the watermark; a row there or later has its first
- *                  window end after the watermark
- *   SP_LATE_GAP    session: watermark − gap + 1 µs; a row's own session
- *                  ends a gap after it
- *   SP_LATE_ALWAYS an origin that is no constant: always look
- */
-typedef enum SpLateBound
-{
-	SP_LATE_ALWAYS,
-	SP_LATE_FLOOR,
-	SP_LATE_GAP
-} SpLateBound;
-
 typedef struct CompiledView
 {
 	Oid			relid;
@@ -113,11 +95,9 @@ typedef struct CompiledView
 	PlannedStmt *retract_plan;	/* NULL: the view cannot take rows back */
 	char	   *retract_why;	/* ... and why not */
 	PlannedStmt *late_plan;		/* event-time windows only */
-	PlannedStmt *open_plan;		/* plan without the late-row filter: for
-								 * batches that have no late row */
-	SpLateBound late_bound;		/* when no row of a batch can be late */
-	int64		late_align_us;	/* SP_LATE_FLOOR: windows of this length */
-	TimestampTz late_origin;	/* ... aligned on this */
+	PlannedStmt *open_plan;		/* plan without the late-row filter, for
+								 * batches that cannot hold a late row ... */
+	SpLateRule	late_rule;		/* ... by this rule (see may_be_late) */
 	char	   *sql;
 	AttrNumber *keyattnos;		/* per index column: state table column */
 	FmgrInfo   *eqprocs;		/* per index column: btree equality */
@@ -363,76 +343,25 @@ set_view_columns(CompiledView *cv, SpViewShape *shape)
 	cv->all_columns = ctx.all;
 }
 
-/* see SpLateBound */
-static void
-set_late_bound(CompiledView *cv, SpViewShape *shape)
-{
-	SpKey	   *key = list_nth(shape->keys, shape->window_key);
-	FuncExpr   *f = (FuncExpr *) key->expr;
-
-	cv->late_bound = SP_LATE_ALWAYS;
-	cv->late_origin = SP_UNIX_EPOCH;
-	switch (shape->window_kind)
-	{
-		case SP_WINDOW_SESSION:
-			cv->late_bound = SP_LATE_GAP;
-			break;
-		case SP_WINDOW_HOP:
-			cv->late_bound = SP_LATE_FLOOR;
-			cv->late_align_us = sp_window_usecs(shape->window_slide, "window slide");
-			break;
-		case SP_WINDOW_TUMBLE:
-			if (!IsA(f, FuncExpr))
-				break;
-			if (list_length(f->args) > 2)
-			{
-				Const	   *origin = (Const *) lthird(f->args);
-
-				if (!IsA(origin, Const) || origin->constisnull ||
-					origin->consttype != TIMESTAMPTZOID ||
-					TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(origin->constvalue)))
-					break;
-				cv->late_origin = DatumGetTimestampTz(origin->constvalue);
-			}
-			cv->late_bound = SP_LATE_FLOOR;
-			cv->late_align_us = cv->window_us;
-			break;
-		case SP_WINDOW_NONE:
-			break;
-	}
-}
-
-/* Can a row of a batch whose least event time is min be late at wm? */
+/*
+ * Can a row of a batch whose least event time is min be late at wm?  Not if
+ * min is at or after the start of the window (tumble) or slide (hop) that
+ * holds wm: every row's first window then ends after wm; nor, for
+ * sessions, if min + gap > wm.  Whatever cannot be computed: look.
+ */
 static bool
 may_be_late(CompiledView *v, TimestampTz wm, bool has_min, TimestampTz min)
 {
+	SpLateRule *rule = &v->late_rule;
 	TimestampTz bound;
-	int64		delta;
-	int64		q;
 
-	if (!has_min || TIMESTAMP_NOT_FINITE(wm) || TIMESTAMP_NOT_FINITE(min))
+	if (v->open_plan == NULL || !has_min || TIMESTAMP_NOT_FINITE(min))
 		return true;
-	switch (v->late_bound)
-	{
-		case SP_LATE_FLOOR:
-			/* sp_window_floor without its ERRORs: out of range, just look */
-			if (pg_sub_s64_overflow(wm, v->late_origin, &delta))
-				return true;
-			q = delta / v->late_align_us;
-			if (delta % v->late_align_us < 0)
-				q--;
-			if (pg_mul_s64_overflow(q, v->late_align_us, &delta) ||
-				pg_add_s64_overflow(v->late_origin, delta, &bound))
-				return true;
-			break;
-		case SP_LATE_GAP:
-			if (pg_sub_s64_overflow(wm, v->window_us - 1, &bound))
-				return true;
-			break;
-		default:
-			return true;
-	}
-	return min < bound;
+	if (rule->align_us > 0)
+		return !sp_window_floor_checked(wm, rule->align_us, rule->origin, &bound) ||
+			min < bound;
+	return TIMESTAMP_NOT_FINITE(wm) || pg_sub_s64_overflow(wm, rule->gap_us - 1, &bound) ||
+		min < bound;
 }
 
 /*
@@ -499,8 +428,7 @@ compile_view(SpViewDef *def, List **deps)
 	{
 		cv->late_plan = sp_view_late_plan(shape, cv->owner, sp_batch_size,
 										  def->relid);
-		set_late_bound(cv, shape);
-		if (cv->late_bound != SP_LATE_ALWAYS)
+		if (sp_view_late_rule(shape, &cv->late_rule))
 			cv->open_plan = sp_view_open_plan(shape, cv->owner, sp_batch_size);
 	}
 	set_view_columns(cv, shape);

@@ -539,6 +539,7 @@ typedef struct Rows
 	int8	   *weights;		/* +1 or -1 */
 	int		   *msg;			/* the message each row came from */
 	int			n;
+	TimestampTz min_event_time; /* the least of the rows; DT_NOEND: none */
 } Rows;
 
 /*
@@ -576,6 +577,7 @@ decode_messages(Source *src, int from, Rows *rows, List **dead)
 			int			n = 0;
 			bool		has_time = false;
 			TimestampTz max_time = 0;
+			TimestampTz min_time = 0;
 
 			MemoryContextReset(src->row_cxt);
 			if (m->payload != NULL && m->len > (size_t) sp_max_message_size)
@@ -594,10 +596,13 @@ decode_messages(Source *src, int from, Rows *rows, List **dead)
 					error = psprintf("event-time column \"%s\" is missing or null", col);
 				else if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(values[r][a])))
 					error = psprintf("event-time column \"%s\" must be finite", col);
-				else if (!has_time || DatumGetTimestampTz(values[r][a]) > max_time)
+				else
 				{
+					TimestampTz ts = DatumGetTimestampTz(values[r][a]);
+
+					max_time = (!has_time || ts > max_time) ? ts : max_time;
+					min_time = (!has_time || ts < min_time) ? ts : min_time;
 					has_time = true;
-					max_time = DatumGetTimestampTz(values[r][a]);
 				}
 			}
 			if (error != NULL)
@@ -608,6 +613,8 @@ decode_messages(Source *src, int from, Rows *rows, List **dead)
 				MemoryContextSwitchTo(src->row_cxt);
 				continue;
 			}
+			if (has_time && min_time < rows->min_event_time)
+				rows->min_event_time = min_time;
 			if (has_time && (!p->has_event_time || max_time > p->max_event_time))
 			{
 				p->has_event_time = true;
@@ -650,23 +657,11 @@ apply_rows(Source *src, Rows *rows, int from, int to, bool with_inputs)
 
 	batch.stream = src->stream;
 	batch.inputs = inputs;
+	/* the batch's least event time bounds any part of it from below */
 	batch.has_min_event_time = src->event_time_att != InvalidAttrNumber;
-	batch.min_event_time = DT_NOEND;
+	batch.min_event_time = rows->min_event_time;
 	for (i = from; i < to; i++)
-	{
 		sp_batch_add(&batch, rows->tuples[i], rows->weights[i]);
-		if (batch.has_min_event_time)
-		{
-			bool		isnull;
-			TimestampTz ts = DatumGetTimestampTz(heap_getattr(rows->tuples[i],
-															  src->event_time_att,
-															  src->desc, &isnull));
-
-			/* decoding sent rows without a finite event time to the dead letters */
-			if (!isnull && ts < batch.min_event_time)
-				batch.min_event_time = ts;
-		}
-	}
 	if (with_inputs)
 	{
 		for (i = 0; i < src->nparts; i++)
@@ -866,6 +861,7 @@ apply_messages(Source *src)
 	}
 
 	rows.n = 0;
+	rows.min_event_time = DT_NOEND;
 	rows.tuples = palloc(sizeof(HeapTuple) * src->nmsgs * SP_DECODE_MAX_ROWS);
 	rows.weights = palloc(sizeof(int8) * src->nmsgs * SP_DECODE_MAX_ROWS);
 	rows.msg = palloc(sizeof(int) * src->nmsgs * SP_DECODE_MAX_ROWS);

@@ -742,6 +742,49 @@ row_window_end(SpViewShape *shape)
 								 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 }
 
+/*
+ * row_window_end as numbers, for judging a whole batch by its least event
+ * time (apply.c): false if it cannot be (a tumble origin that is not a
+ * constant).  Each case mirrors row_window_end.
+ */
+bool
+sp_view_late_rule(SpViewShape *shape, SpLateRule *rule)
+{
+	FuncExpr   *f = (FuncExpr *) ((SpKey *) list_nth(shape->keys, shape->window_key))->expr;
+
+	rule->align_us = 0;
+	rule->gap_us = 0;
+	rule->origin = SP_UNIX_EPOCH;
+	switch (shape->window_kind)
+	{
+		case SP_WINDOW_SESSION:
+			rule->gap_us = sp_window_usecs(shape->window_size, "session gap");
+			return true;
+		case SP_WINDOW_HOP:
+			/* stored_key_expr: tumble(ts, slide), from the epoch */
+			rule->align_us = sp_window_usecs(shape->window_slide, "window slide");
+			return true;
+		case SP_WINDOW_TUMBLE:
+			if (!IsA(f, FuncExpr))
+				return false;
+			if (list_length(f->args) > 2)
+			{
+				Const	   *origin = (Const *) lthird(f->args);
+
+				if (!IsA(origin, Const) || origin->constisnull ||
+					origin->consttype != TIMESTAMPTZOID ||
+					TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(origin->constvalue)))
+					return false;
+				rule->origin = DatumGetTimestampTz(origin->constvalue);
+			}
+			rule->align_us = sp_window_usecs(shape->window_size, "window size");
+			return true;
+		case SP_WINDOW_NONE:
+			break;
+	}
+	return false;
+}
+
 /* row_window_end <= $1, where $1 is the watermark when the batch arrived */
 static Expr *
 row_closed_qual(SpViewShape *shape)

@@ -74,6 +74,19 @@ extern bool sp_view_can_retract(SpViewShape *shape, char **why);
 /* the hint of every refusal of a view that cannot take rows back */
 #define SP_RETRACT_HINT "A CDC source deletes and updates rows.  Views on its stream may use count, sum and avg (of integer or numeric values) and tumbling or hopping windows"
 extern PlannedStmt *sp_view_retract_plan(SpViewShape *shape, Oid owner, int batch_rows);
+/*
+ * When a row of an event-time view is late, as numbers: with align_us > 0,
+ * when floor(ts, align_us, origin) + align_us <= watermark (tumble, hop);
+ * with gap_us > 0, when ts + gap_us <= watermark (session).
+ */
+typedef struct SpLateRule
+{
+	int64		align_us;
+	TimestampTz origin;
+	int64		gap_us;
+} SpLateRule;
+
+extern bool sp_view_late_rule(SpViewShape *shape, SpLateRule *rule);
 extern PlannedStmt *sp_view_late_plan(SpViewShape *shape, Oid owner,
 									  int batch_rows, Oid view_relid);
 extern char *sp_view_read_sql(SpViewShape *shape, Oid state_relid,

@@ -47,26 +47,35 @@ sp_window_usecs(const Interval *size, const char *what)
 	return us;
 }
 
-TimestampTz
-sp_window_floor(TimestampTz ts, int64 size, TimestampTz origin)
+bool
+sp_window_floor_checked(TimestampTz ts, int64 size, TimestampTz origin,
+						TimestampTz *result)
 {
 	int64		delta;
 	int64		q;
+
+	if (TIMESTAMP_NOT_FINITE(ts) || TIMESTAMP_NOT_FINITE(origin) ||
+		pg_sub_s64_overflow(ts, origin, &delta))
+		return false;
+	q = delta / size;
+	if (delta % size < 0)
+		q--;
+	if (pg_mul_s64_overflow(q, size, &delta) ||
+		pg_add_s64_overflow(origin, delta, result))
+		return false;
+	return IS_VALID_TIMESTAMP(*result);
+}
+
+TimestampTz
+sp_window_floor(TimestampTz ts, int64 size, TimestampTz origin)
+{
 	TimestampTz result;
 
 	if (TIMESTAMP_NOT_FINITE(ts) || TIMESTAMP_NOT_FINITE(origin))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("cannot assign an infinite timestamp to a window")));
-	if (pg_sub_s64_overflow(ts, origin, &delta))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	q = delta / size;
-	if (delta % size < 0)
-		q--;
-	result = origin + q * size;
-	if (!IS_VALID_TIMESTAMP(result))
+	if (!sp_window_floor_checked(ts, size, origin, &result))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));

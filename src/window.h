@@ -12,5 +12,8 @@
 extern int64 sp_window_usecs(const Interval *size, const char *what);
 extern TimestampTz sp_window_floor(TimestampTz ts, int64 size,
 								   TimestampTz origin);
+/* the same, false instead of an ERROR for an infinite or out-of-range one */
+extern bool sp_window_floor_checked(TimestampTz ts, int64 size,
+									TimestampTz origin, TimestampTz *result);
 
 #endif
