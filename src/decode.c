@@ -111,9 +111,7 @@ typedef struct SpColumn
 	bool		strict;			/* NULL in, NULL out: no call needed */
 	uint8		temporal;		/* TEMPORAL_*: how a debezium number reads */
 	bool		plain;			/* the base type itself, no typmod */
-	Oid			direct;			/* plain int2/int4/int8/text: converted
-								 * without fmgr, exactly as their input
-								 * functions do; else InvalidOid */
+	SpInputKind direct;			/* converted without fmgr, or not */
 	const char *typname;		/* for messages */
 	Oid			typioparam;
 	int32		typmod;
@@ -1535,8 +1533,7 @@ sp_decoder_create(const char *format, TupleDesc desc, MemoryContext cxt)
 			base == TIMESTAMPTZOID ? TEMPORAL_TIMESTAMPTZ :
 			base == DATEOID ? TEMPORAL_DATE : TEMPORAL_NONE;
 		c->plain = (base == att->atttypid && att->atttypmod < 0);
-		c->direct = c->plain && (base == INT2OID || base == INT4OID ||
-								 base == INT8OID || base == TEXTOID) ? base : InvalidOid;
+		c->direct = sp_input_kind(att->atttypid, att->atttypmod);
 
 		for (slot = c->hash & d->slotmask; d->slots[slot] != 0;
 			 slot = (slot + 1) & d->slotmask)
@@ -1742,6 +1739,58 @@ sp_fast_timestamptz(const char *str, TimestampTz *result)
 	/* seconds west of UTC, as timestamptz_in counts them */
 	tz = -sign * (tzh * SECS_PER_HOUR + tzm * SECS_PER_MINUTE);
 	return tm2timestamp(&tm, (fsec_t) frac, &tz, result) == 0;
+}
+
+SpInputKind
+sp_input_kind(Oid type, int32 typmod)
+{
+	if (typmod >= 0)
+		return SP_INPUT_CALL;
+	switch (type)
+	{
+		case INT2OID:
+			return SP_INPUT_INT2;
+		case INT4OID:
+			return SP_INPUT_INT4;
+		case INT8OID:
+			return SP_INPUT_INT8;
+		case TEXTOID:
+			return SP_INPUT_TEXT;
+		case TIMESTAMPTZOID:
+			return SP_INPUT_TIMESTAMPTZ;
+		default:
+			return SP_INPUT_CALL;
+	}
+}
+
+bool
+sp_input_direct(SpInputKind kind, char *str, Datum *value)
+{
+	TimestampTz ts;
+
+	switch (kind)
+	{
+		case SP_INPUT_INT2:
+			*value = Int16GetDatum(pg_strtoint16(str));
+			return true;
+		case SP_INPUT_INT4:
+			*value = Int32GetDatum(pg_strtoint32(str));
+			return true;
+		case SP_INPUT_INT8:
+			*value = Int64GetDatum(pg_strtoint64(str));
+			return true;
+		case SP_INPUT_TEXT:
+			*value = PointerGetDatum(cstring_to_text(str));
+			return true;
+		case SP_INPUT_TIMESTAMPTZ:
+			if (!sp_fast_timestamptz(str, &ts))
+				return false;
+			*value = TimestampTzGetDatum(ts);
+			return true;
+		case SP_INPUT_CALL:
+			break;
+	}
+	return false;
 }
 
 /*
@@ -1952,36 +2001,8 @@ convert_row(SpDecoder *d, char **vals, const uint8 *kinds, Datum *values, bool *
 			if (kinds[i] == VK_TEXT && d->units[i] == UNIT_DECIMAL)
 				str = decimal_text(c, str, d->schema_scales[i]);
 		}
-		if (c->temporal == TEMPORAL_TIMESTAMPTZ && c->plain)
-		{
-			TimestampTz ts;
-
-			if (sp_fast_timestamptz(str, &ts))
-			{
-				values[c->attno] = TimestampTzGetDatum(ts);
-				continue;
-			}
-		}
-		if (str != NULL)
-		{
-			switch (c->direct)
-			{
-				case INT2OID:
-					values[c->attno] = Int16GetDatum(pg_strtoint16(str));
-					continue;
-				case INT4OID:
-					values[c->attno] = Int32GetDatum(pg_strtoint32(str));
-					continue;
-				case INT8OID:
-					values[c->attno] = Int64GetDatum(pg_strtoint64(str));
-					continue;
-				case TEXTOID:
-					values[c->attno] = PointerGetDatum(cstring_to_text(str));
-					continue;
-				default:
-					break;
-			}
-		}
+		if (str != NULL && sp_input_direct(c->direct, str, &values[c->attno]))
+			continue;
 		values[c->attno] = InputFunctionCall(&c->input, str, c->typioparam, c->typmod);
 	}
 	d->column = NULL;

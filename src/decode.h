@@ -68,4 +68,25 @@ extern const char *sp_decoder_column(SpDecoder *d);
  */
 extern bool sp_fast_timestamptz(const char *str, TimestampTz *result);
 
+/*
+ * Column types whose text form is converted without fmgr, giving exactly
+ * what their input functions give (int2in, int4in, int8in, textin: the
+ * same calls; timestamptz: sp_fast_timestamptz, when it applies).  Only the
+ * types themselves, never a domain over them or a typmod.
+ */
+typedef enum SpInputKind
+{
+	SP_INPUT_CALL,				/* the input function */
+	SP_INPUT_INT2,
+	SP_INPUT_INT4,
+	SP_INPUT_INT8,
+	SP_INPUT_TEXT,
+	SP_INPUT_TIMESTAMPTZ
+} SpInputKind;
+
+extern SpInputKind sp_input_kind(Oid type, int32 typmod);
+
+/* str (not NULL) as a kind's value; false: call the input function */
+extern bool sp_input_direct(SpInputKind kind, char *str, Datum *value);
+
 #endif

@@ -180,6 +180,9 @@ prepare_stream(PgSource *src, Relation rel)
 	src->desc = CreateTupleDescCopy(desc);
 	src->in_funcs = palloc0(sizeof(FmgrInfo) * Max(desc->natts, 1));
 	src->in_ioparams = palloc0(sizeof(Oid) * Max(desc->natts, 1));
+	src->in_kinds = palloc0(sizeof(SpInputKind) * Max(desc->natts, 1));
+	src->row_values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	src->row_nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -189,6 +192,7 @@ prepare_stream(PgSource *src, Relation rel)
 			continue;
 		getTypeInputInfo(att->atttypid, &func, &src->in_ioparams[i]);
 		fmgr_info_cxt(func, &src->in_funcs[i], src->conn_cxt);
+		src->in_kinds[i] = sp_input_kind(att->atttypid, att->atttypmod);
 	}
 	MemoryContextSwitchTo(old);
 }

@@ -408,23 +408,25 @@ static HeapTuple
 make_tuple(PgSource *src, char **vals)
 {
 	int			natts = src->desc->natts;
-	Datum	   *values = palloc(sizeof(Datum) * Max(natts, 1));
-	bool	   *nulls = palloc(sizeof(bool) * Max(natts, 1));
+	Datum	   *values = src->row_values;
+	bool	   *nulls = src->row_nulls;
 	int			j;
 
 	for (j = 0; j < natts; j++)
 	{
 		Form_pg_attribute att = TupleDescAttr(src->desc, j);
 
+		values[j] = (Datum) 0;
+		nulls[j] = vals[j] == NULL;
 		if (att->attisdropped)
 		{
-			values[j] = (Datum) 0;
 			nulls[j] = true;
 			continue;
 		}
 		src->cur_att = j;
-		values[j] = InputFunctionCall(&src->in_funcs[j], vals[j], src->in_ioparams[j], att->atttypmod);
-		nulls[j] = vals[j] == NULL;
+		if (vals[j] == NULL || !sp_input_direct(src->in_kinds[j], vals[j], &values[j]))
+			values[j] = InputFunctionCall(&src->in_funcs[j], vals[j], src->in_ioparams[j],
+										  att->atttypmod);
 	}
 	src->cur_att = -1;
 	return heap_form_tuple(src->desc, values, nulls);

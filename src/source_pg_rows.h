@@ -13,6 +13,7 @@
 #include "replication/walreceiver.h"
 #include "utils/hsearch.h"
 
+#include "decode.h"
 #include "source_worker.h"
 #include "workers.h"
 
@@ -104,6 +105,9 @@ typedef struct PgSource
 	TupleDesc	desc;
 	FmgrInfo   *in_funcs;
 	Oid		   *in_ioparams;
+	SpInputKind *in_kinds;		/* converted without fmgr, or not */
+	Datum	   *row_values;		/* make_tuple's: one row at a time */
+	bool	   *row_nulls;
 	AttrNumber	event_time_att;
 	int			cur_att;		/* column being converted, for errors; -1 */
 

@@ -62,42 +62,6 @@
 /* rows converted between resets of the per-row memory */
 #define SP_COPY_ROWS_PER_RESET 256
 
-typedef enum FieldKind
-{
-	FIELD_INPUT,				/* the type's input function */
-	FIELD_INT2,
-	FIELD_INT4,
-	FIELD_INT8,
-	FIELD_TEXT,
-	FIELD_TIMESTAMPTZ,			/* fast when ISO with a zone, else input */
-	FIELD_UNREAD				/* text no view reads: left NULL */
-} FieldKind;
-
-/*
- * How each type is read.  The direct conversions are exactly what the
- * input functions do (int2in, int4in, int8in, textin) minus the fmgr call;
- * only the base types themselves take them, never a domain.
- */
-static FieldKind
-field_kind(Oid type)
-{
-	switch (type)
-	{
-		case INT2OID:
-			return FIELD_INT2;
-		case INT4OID:
-			return FIELD_INT4;
-		case INT8OID:
-			return FIELD_INT8;
-		case TEXTOID:
-			return FIELD_TEXT;
-		case TIMESTAMPTZOID:
-			return FIELD_TIMESTAMPTZ;
-		default:
-			return FIELD_INPUT;
-	}
-}
-
 /* DoCopy's checks of COPY ... FROM for a relation: ERROR unless allowed */
 static void
 check_copy_from(ParseState *pstate, CopyStmt *stmt, Relation rel)
@@ -164,7 +128,8 @@ copy_rows(CopyFromState cstate, Relation rel)
 	Datum	   *values = palloc(sizeof(Datum) * natts);
 	bool	   *nulls = palloc(sizeof(bool) * natts);
 	int		   *attnums = palloc(sizeof(int) * Max(nfields, 1));
-	FieldKind  *kinds = palloc(sizeof(FieldKind) * Max(nfields, 1));
+	SpInputKind *kinds = palloc(sizeof(SpInputKind) * Max(nfields, 1));
+	bool	   *unread = palloc(sizeof(bool) * Max(nfields, 1));
 	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext,
 												  "streamproc COPY row",
 												  ALLOCSET_DEFAULT_SIZES);
@@ -183,16 +148,13 @@ copy_rows(CopyFromState cstate, Relation rel)
 		int			m = lfirst_int(lc) - 1;
 
 		attnums[i] = m;
-		kinds[i] = field_kind(TupleDescAttr(desc, m)->atttypid);
-		/* a typmod (varchar(n), ...) is the input function's to check */
-		if (TupleDescAttr(desc, m)->atttypmod >= 0)
-			kinds[i] = FIELD_INPUT;
+		kinds[i] = sp_input_kind(TupleDescAttr(desc, m)->atttypid,
+								 TupleDescAttr(desc, m)->atttypmod);
 		/*
 		 * text cannot be invalid once the reader has checked its encoding:
 		 * what no view reads (the batch is all views see) need not be made
 		 */
-		if (kinds[i] == FIELD_TEXT && !all_read && !bms_is_member(m + 1, read))
-			kinds[i] = FIELD_UNREAD;
+		unread[i] = kinds[i] == SP_INPUT_TEXT && !all_read && !bms_is_member(m + 1, read);
 		i++;
 	}
 
@@ -229,7 +191,7 @@ copy_rows(CopyFromState cstate, Relation rel)
 				ereport(ERROR,
 						(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
 						 errmsg("missing data for column \"%s\"", NameStr(att->attname))));
-			if (kinds[i] == FIELD_UNREAD)
+			if (unread[i])
 				continue;
 			str = fields[i];
 			if (cstate->opts.csv_mode)
@@ -246,44 +208,17 @@ copy_rows(CopyFromState cstate, Relation rel)
 			if (str == NULL)
 			{
 				/* as NextCopyFrom: a domain's input function checks NULL */
-				if (kinds[i] == FIELD_INPUT)
+				if (kinds[i] == SP_INPUT_CALL)
 					values[m] = InputFunctionCall(&cstate->in_functions[m], NULL,
 												  cstate->typioparams[m],
 												  att->atttypmod);
 			}
 			else
 			{
-				TimestampTz ts;
-
-				switch (kinds[i])
-				{
-					case FIELD_INT2:
-						values[m] = Int16GetDatum(pg_strtoint16(str));
-						break;
-					case FIELD_INT4:
-						values[m] = Int32GetDatum(pg_strtoint32(str));
-						break;
-					case FIELD_INT8:
-						values[m] = Int64GetDatum(pg_strtoint64(str));
-						break;
-					case FIELD_TEXT:
-						values[m] = PointerGetDatum(cstring_to_text(str));
-						break;
-					case FIELD_TIMESTAMPTZ:
-						if (sp_fast_timestamptz(str, &ts))
-						{
-							values[m] = TimestampTzGetDatum(ts);
-							break;
-						}
-						/* FALLTHROUGH */
-					case FIELD_INPUT:
-						values[m] = InputFunctionCall(&cstate->in_functions[m], str,
-													  cstate->typioparams[m],
-													  att->atttypmod);
-						break;
-					case FIELD_UNREAD:
-						pg_unreachable();
-				}
+				if (!sp_input_direct(kinds[i], str, &values[m]))
+					values[m] = InputFunctionCall(&cstate->in_functions[m], str,
+												  cstate->typioparams[m],
+												  att->atttypmod);
 				nulls[m] = false;
 			}
 			cstate->cur_attname = NULL;
