@@ -1324,8 +1324,12 @@ sp_apply_batch(SpBatch *batch)
 void
 sp_check_stream_retractable(Oid stream)
 {
-	StreamEntry *entry = stream_entry(stream);
+	StreamEntry *entry;
 	ListCell   *lc;
+
+	/* create_view takes this lock: no view appears before the caller commits */
+	LockRelationOid(stream, ShareRowExclusiveLock);
+	entry = stream_entry(stream);
 
 	foreach(lc, entry->views)
 	{

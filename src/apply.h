@@ -58,6 +58,7 @@ extern Bitmapset *sp_stream_view_columns(Oid stream, bool *all);
  * ERROR (naming the view and the aggregate, with a hint) unless every
  * continuous view on the stream can take rows back: called when a source
  * that retracts (debezium, PostgreSQL logical replication) is created.
+ * Locks the stream against new views until the end of the transaction.
  */
 extern void sp_check_stream_retractable(Oid stream);
 

@@ -293,15 +293,9 @@ sp_create_kafka_source(PG_FUNCTION_ARGS)
 	rel = table_open(stream, AccessShareLock);
 	(void) sp_decoder_create(format, RelationGetDescr(rel), CurrentMemoryContext);
 	table_close(rel, AccessShareLock);
-	/*
-	 * Debezium's deletes and updates take rows back: every view must cope.
-	 * The lock create_view takes keeps views from appearing meanwhile.
-	 */
+	/* Debezium's deletes and updates take rows back: every view must cope */
 	if (strcmp(format, "debezium") == 0)
-	{
-		LockRelationOid(stream, ShareRowExclusiveLock);
 		sp_check_stream_retractable(stream);
-	}
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = ObjectIdGetDatum(stream);

@@ -77,6 +77,14 @@ sp_subxact_end(SpSubxact *sx, bool keep)
 	CurrentResourceOwner = sx->owner;
 }
 
+/* an error caught for a dead letter: its message, and where it arose */
+char *
+sp_error_text(ErrorData *edata)
+{
+	return edata->context ? psprintf("%s (%s)", edata->message, edata->context)
+		: pstrdup(edata->message);
+}
+
 /* errors about a row's data: its message or change is set aside */
 static bool
 is_data_error(int sqlerrcode)

@@ -43,6 +43,7 @@ extern void sp_batch_end(SpBatch *batch);
 extern void sp_subxact_begin(SpSubxact *sx, MemoryContext cxt);
 extern void sp_subxact_end(SpSubxact *sx, bool keep);
 extern ErrorData *sp_subxact_catch(SpSubxact *sx);
+extern char *sp_error_text(ErrorData *edata);
 extern void sp_write_dead_letter(const char *source, const SpDeadLetter *d);
 
 #endif

@@ -714,8 +714,7 @@ apply_or_bisect(Source *src, Rows *rows, int from, int to, bool with_inputs,
 		int			msg = rows->msg[from];
 		Partition  *p = find_partition(src, src->msgs[msg]->partition);
 
-		add_dead_letter(dead, msg,
-						edata->context ? psprintf("%s (%s)", edata->message, edata->context) : edata->message);
+		add_dead_letter(dead, msg, sp_error_text(edata));
 		p->dead++;
 		p->rows--;
 		if (with_inputs)

@@ -393,24 +393,22 @@ write_position(PgSource *src, XLogRecPtr lsn, Totals *t, bool first)
 	SPI_connect();
 	if (first)
 	{
-		if (SPI_execute_with_args("INSERT INTO streamproc.source_offsets"
-								  " (source, partition, next_offset, high_watermark, rows_in, bytes_in,"
-								  "  dead_letters, max_event_time, last_message_at)"
-								  " VALUES ($1, 0, $2, $3, $4, $5, $6, $7, pg_catalog.now())",
-								  7, types, values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write streamproc.source_offsets");
+		sp_spi_run("INSERT INTO streamproc.source_offsets"
+				   " (source, partition, next_offset, high_watermark, rows_in, bytes_in,"
+				   "  dead_letters, max_event_time, last_message_at)"
+				   " VALUES ($1, 0, $2, $3, $4, $5, $6, $7, pg_catalog.now())",
+				   7, types, values, nulls, SPI_OK_INSERT);
 	}
 	else
 	{
-		if (SPI_execute_with_args("UPDATE streamproc.source_offsets"
-								  "   SET next_offset = $2, high_watermark = $3,"
-								  "       rows_in = rows_in + $4, bytes_in = bytes_in + $5,"
-								  "       dead_letters = dead_letters + $6,"
-								  "       max_event_time = GREATEST(max_event_time, $7),"
-								  "       last_message_at = pg_catalog.now()"
-								  " WHERE source = $1 AND partition = 0 AND next_offset = $8",
-								  8, types, values, nulls, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not write streamproc.source_offsets");
+		sp_spi_run("UPDATE streamproc.source_offsets"
+				   "   SET next_offset = $2, high_watermark = $3,"
+				   "       rows_in = rows_in + $4, bytes_in = bytes_in + $5,"
+				   "       dead_letters = dead_letters + $6,"
+				   "       max_event_time = GREATEST(max_event_time, $7),"
+				   "       last_message_at = pg_catalog.now()"
+				   " WHERE source = $1 AND partition = 0 AND next_offset = $8",
+				   8, types, values, nulls, SPI_OK_UPDATE);
 		if (SPI_processed != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -424,9 +422,8 @@ write_position(PgSource *src, XLogRecPtr lsn, Totals *t, bool first)
 
 		v2[0] = Int32GetDatum(src->id);
 		v2[1] = CStringGetTextDatum(src->identity);
-		if (SPI_execute_with_args("UPDATE streamproc.source_defs SET row_identity = $2 WHERE id = $1",
-								  2, t2, v2, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not write streamproc.source_defs");
+		sp_spi_run("UPDATE streamproc.source_defs SET row_identity = $2 WHERE id = $1",
+				   2, t2, v2, NULL, SPI_OK_UPDATE);
 	}
 	SPI_finish();
 	sp_catalog_leave(&su);
@@ -684,7 +681,8 @@ handle_pgoutput(PgSource *src, StringInfo s, XLogRecPtr lsn)
 
 				logicalrep_read_commit(s, &commit);
 				src->in_txn = false;
-				if (src->skip_txn || commit.end_lsn <= src->committed)
+				/* (final_lsn < end_lsn: at or before committed, skip_txn is set) */
+				if (src->skip_txn)
 				{
 					src->skip_txn = false;
 					break;
@@ -1042,9 +1040,9 @@ tick(PgSource *src)
 		sp_worker_xact_begin();
 		values[0] = Int32GetDatum(src->id);
 		values[1] = Int64GetDatum((int64) hw);
-		SPI_execute_with_args("UPDATE streamproc.source_offsets SET high_watermark = $2"
-							  " WHERE source = $1 AND partition = 0",
-							  2, types, values, NULL, false, 0);
+		sp_spi_run("UPDATE streamproc.source_offsets SET high_watermark = $2"
+				   " WHERE source = $1 AND partition = 0",
+				   2, types, values, NULL, SPI_OK_UPDATE);
 		sp_worker_xact_commit();
 		src->hw_reported = hw;
 	}
@@ -1121,8 +1119,6 @@ stream(PgSource *src)
 			handle_message(src, buf, len);
 			MemoryContextSwitchTo(TopMemoryContext);
 			got++;
-			if (src->wslot->in_error)
-				sp_worker_report_error(src->wslot, NULL);
 			if (batch_due(src))
 				apply_batch(src);
 			if (got % 1000 == 0)

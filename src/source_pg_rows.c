@@ -847,13 +847,6 @@ try_apply(PgSource *src, Derived *d, int to, bool with_inputs, bool keep)
 	return edata;
 }
 
-static char *
-error_text(ErrorData *edata)
-{
-	return edata->context ? psprintf("%s (%s)", edata->message, edata->context)
-		: pstrdup(edata->message);
-}
-
 /* the change's values as JSON, for its dead letter */
 static char *
 change_payload(PgSource *src, Change *c, const char *oldkey)
@@ -993,7 +986,7 @@ sp_pg_apply_changes(PgSource *src, Change *changes, int n, Totals *totals, bool 
 			else
 				lo = mid;
 		}
-		dead[which[hi - 1]] = MemoryContextStrdup(src->batch_cxt, error_text(edata));
+		dead[which[hi - 1]] = MemoryContextStrdup(src->batch_cxt, sp_error_text(edata));
 	}
 
 	for (i = 0; i < n; i++)

@@ -200,11 +200,7 @@ sp_create_pg_source(PG_FUNCTION_ARGS)
 				 errhint("Replication slot names have 1 to %d lower case letters, digits and underscores.",
 						 NAMEDATALEN - 1)));
 
-	/*
-	 * Deletes and updates take rows back: every view must cope.  The lock
-	 * create_view takes keeps views from appearing meanwhile.
-	 */
-	LockRelationOid(stream, ShareRowExclusiveLock);
+	/* deletes and updates take rows back: every view must cope */
 	sp_check_stream_retractable(stream);
 
 	/* the catalog first: no connection for a duplicate name */
