@@ -220,9 +220,9 @@ SELECT count(*) AS differing FROM (
 SELECT count(*) AS differing FROM (
   (SELECT * FROM dbz_items_by_window
    EXCEPT ALL
-   SELECT streamproc.tumble(ts, '10 minutes'), grp % 3, count(*), sum(qty), avg(qty) FROM ref GROUP BY 1, 2)
+   SELECT date_bin('10 minutes', ts, 'epoch'), grp % 3, count(*), sum(qty), avg(qty) FROM ref GROUP BY 1, 2)
   UNION ALL
-  (SELECT streamproc.tumble(ts, '10 minutes'), grp % 3, count(*), sum(qty), avg(qty) FROM ref GROUP BY 1, 2
+  (SELECT date_bin('10 minutes', ts, 'epoch'), grp % 3, count(*), sum(qty), avg(qty) FROM ref GROUP BY 1, 2
    EXCEPT ALL
    SELECT * FROM dbz_items_by_window)) d;
 SELECT count(*) AS groups, sum(n) AS rows FROM dbz_items_by_grp;

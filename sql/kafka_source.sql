@@ -59,10 +59,10 @@ SELECT wait_for($$(SELECT rows_in + dead_letters FROM streamproc.sources WHERE n
 SELECT count(*) AS differing FROM (
   (SELECT * FROM bid_totals
    EXCEPT ALL
-   SELECT streamproc.tumble(ts, '10 seconds'), auction, count(*), sum(price), max(price)
+   SELECT date_bin('10 seconds', ts, 'epoch'), auction, count(*), sum(price), max(price)
      FROM bids_expected GROUP BY 1, 2)
   UNION ALL
-  (SELECT streamproc.tumble(ts, '10 seconds'), auction, count(*), sum(price), max(price)
+  (SELECT date_bin('10 seconds', ts, 'epoch'), auction, count(*), sum(price), max(price)
      FROM bids_expected GROUP BY 1, 2
    EXCEPT ALL
    SELECT * FROM bid_totals)) d;

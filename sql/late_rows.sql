@@ -39,7 +39,6 @@ SELECT t AS event_time, late_for(t) AS late_for
   ]::timestamptz[]) AS t;
 
 -- the same rows in one batch with a row after the edge: the same verdicts
-SELECT count(*) AS late_before FROM streamproc.late_rows \gset
 INSERT INTO edge VALUES
     (2, '2024-01-01 00:00:20+00'), (2, '2024-01-01 00:00:12.999999+00'),
     (2, '2024-01-01 00:00:13+00'), (2, '2024-01-01 00:00:09+00');

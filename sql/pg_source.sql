@@ -224,7 +224,7 @@ SELECT streamproc.create_pg_source('readings_src', 'reading_changes', :'conninfo
 UPDATE streamproc.source_defs SET batch_size = 7 WHERE name = 'readings_src';
 COMMIT;
 SELECT caught_up('readings_src', :'mark');
-SELECT differing('readings_daily', $$SELECT streamproc.tumble(ts, '1 day'), sensor, count(*), sum(v) FROM readings GROUP BY 1, 2$$);
+SELECT differing('readings_daily', $$SELECT date_bin('1 day', ts, 'epoch'), sensor, count(*), sum(v) FROM readings GROUP BY 1, 2$$);
 SELECT count(*) AS late FROM streamproc.late_rows WHERE stream = 'reading_changes'::regclass;
 SELECT streamproc.watermark('reading_changes');
 -- rows moving between partitions (within open windows): a delete and an
@@ -232,7 +232,7 @@ SELECT streamproc.watermark('reading_changes');
 SELECT pg_current_wal_insert_lsn() AS mark \gset
 UPDATE readings SET sensor = 0, v = v + 1000 WHERE sensor = 1 AND ts >= '2026-01-25';
 SELECT caught_up('readings_src', :'mark');
-SELECT differing('readings_daily', $$SELECT streamproc.tumble(ts, '1 day'), sensor, count(*), sum(v) FROM readings GROUP BY 1, 2$$);
+SELECT differing('readings_daily', $$SELECT date_bin('1 day', ts, 'epoch'), sensor, count(*), sum(v) FROM readings GROUP BY 1, 2$$);
 
 -- ---------------------------------------------------------------------------
 -- stop and start: changes made meanwhile wait in the slot

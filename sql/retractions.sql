@@ -61,10 +61,10 @@ CREATE FUNCTION compare() RETURNS TABLE (view text, missing bigint, extra bigint
                avg(i2) AS a2, avg(i4) AS a4, avg(i8) AS a8, avg(x) AS ax,
                count(*) FILTER (WHERE i4 > 10) AS big
           FROM rt_ref GROUP BY grp),
-    t_tumble AS (SELECT streamproc.tumble(ts, '1 minute') AS w, count(*) AS n, sum(i4) AS s FROM rt_ref GROUP BY 1),
+    t_tumble AS (SELECT date_bin('1 minute', ts, 'epoch') AS w, count(*) AS n, sum(i4) AS s FROM rt_ref GROUP BY 1),
     t_hop AS (SELECT w, count(*) AS n, sum(i8) AS s
-                FROM rt_ref, LATERAL (VALUES (streamproc.tumble(ts, '1 minute')),
-                                             (streamproc.tumble(ts, '1 minute') - interval '1 minute')) h(w)
+                FROM rt_ref, LATERAL (VALUES (date_bin('1 minute', ts, 'epoch')),
+                                             (date_bin('1 minute', ts, 'epoch') - interval '1 minute')) h(w)
                GROUP BY 1)
     SELECT 'rt_all', (SELECT count(*) FROM (SELECT * FROM truth EXCEPT ALL SELECT * FROM rt_all) a),
                      (SELECT count(*) FROM (SELECT * FROM rt_all EXCEPT ALL SELECT * FROM truth) b)

@@ -181,7 +181,7 @@ sub compare
                (SELECT count(*) FROM ($query EXCEPT ALL SELECT * FROM $view) b)});
 }
 is(compare('(SELECT auction, window_start, bids, total, max_price FROM bids_10s) v',
-           q{SELECT auction, streamproc.tumble(date_time, '10 seconds'), count(*), sum(price), max(price)
+           q{SELECT auction, date_bin('10 seconds', date_time, 'epoch'), count(*), sum(price), max(price)
                FROM bids_ref GROUP BY 1, 2}),
    '0|0', 'bids_10s equals the GROUP BY over the bids produced');
 is(compare('(SELECT channel, bids, total FROM bids_by_channel) v',

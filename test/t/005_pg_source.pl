@@ -203,6 +203,7 @@ diag('while the upstream is down: ' . $node->safe_psql('postgres',
 my $attempts_before = () = slurp_file($node->logfile) =~ /could not connect to the upstream server/g;
 sleep(3);
 my $attempts_after = () = slurp_file($node->logfile) =~ /could not connect to the upstream server/g;
+cmp_ok($attempts_after, '>', 0, 'the source tries to connect while the upstream is down');
 cmp_ok($attempts_after - $attempts_before, '<=', 5, 'retries back off while the upstream is down');
 
 $up->start;
@@ -212,8 +213,6 @@ ok(defined wait_until($node, 'postgres',
         q{SELECT state FROM streamproc.sources WHERE name = 'accounts_src'}, 'running', 30),
    'upstream back: the source runs again');
 compare('upstream back');
-is($node->safe_psql('postgres', q{SELECT lag FROM streamproc.sources WHERE name = 'accounts_src'}) =~ /^\d+$/
-     ? 'numeric' : 'missing', 'numeric', 'the lag is shown in bytes');
 
 # ---------------------------------------------------------------- a crash in the copy
 # A worker killed while it copies a table starts over with a new slot: the
