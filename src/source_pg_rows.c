@@ -82,8 +82,16 @@ key_finish(StringInfo buf)
 	char	   *out;
 	ResourceOwner saved = (ResourceOwner) -1;
 
+	/*
+	 * The key outlives the buffer (1 kB at least): kept in the batch, a
+	 * buffer per key would hold ~1 kB for every change.
+	 */
 	if (buf->len <= KEY_MAX)
-		return buf->data;
+	{
+		out = pstrdup(buf->data);
+		pfree(buf->data);
+		return out;
+	}
 	/* (the digest context belongs to a resource owner, also between transactions) */
 	if (CurrentResourceOwner == NULL)
 	{
@@ -100,6 +108,7 @@ key_finish(StringInfo buf)
 		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
 		elog(ERROR, "could not compute a SHA-256 digest");
 	pg_cryptohash_free(ctx);
+	pfree(buf->data);
 	if (saved != (ResourceOwner) -1)
 		CurrentResourceOwner = saved;
 	out = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 2);
@@ -119,7 +128,10 @@ sp_pg_values_key(PgSource *src, char **vals, bool *unchanged)
 	for (j = 0; j < src->desc->natts; j++)
 	{
 		if (unchanged && unchanged[j])
+		{
+			pfree(buf.data);
 			return NULL;
+		}
 		key_part(&buf, vals[j]);
 	}
 	return key_finish(&buf);
@@ -138,7 +150,10 @@ sp_pg_tuple_key(RelMap *m, char **upvals, char *upstatus)
 		if (!m->key[i])
 			continue;
 		if (upstatus[i] == LOGICALREP_COLUMN_UNCHANGED)
+		{
+			pfree(buf.data);
 			return NULL;
+		}
 		key_part(&buf, upstatus[i] == LOGICALREP_COLUMN_NULL ? NULL : upvals[i]);
 	}
 	return key_finish(&buf);
