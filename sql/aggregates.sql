@@ -4,14 +4,7 @@ CREATE EXTENSION IF NOT EXISTS streamproc;
 CREATE EXTENSION IF NOT EXISTS hll;
 CREATE EXTENSION IF NOT EXISTS tdigest;
 
--- rows in view but not in query, plus rows in query but not in view
-CREATE FUNCTION view_diff(v regclass, q text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    EXECUTE format('SELECT count(*) FROM ((TABLE %s EXCEPT ALL %s) UNION ALL (%s EXCEPT ALL TABLE %s)) d',
-                   v, q, q, v) INTO n;
-    RETURN n;
-END $$;
+\i sql/include/view_diff.sql
 
 SELECT streamproc.create_stream('m', 'k int, i int, b bigint, n numeric, f float8, t text, ok bool, ts timestamptz, j jsonb');
 CREATE TABLE m_t (k int, i int, b bigint, n numeric, f float8, t text, ok bool, ts timestamptz, j jsonb);

@@ -11,16 +11,7 @@ SELECT format('host=''%s'' port=%s dbname=''%s''', current_setting('unix_socket_
 CREATE FUNCTION caught_up(source text, mark pg_lsn) RETURNS boolean LANGUAGE sql AS $$
     SELECT wait_for(format('(SELECT lsn > %L FROM streamproc.sources WHERE name = %L)', mark, source))
 $$;
--- rows in one and not the other, both ways (0: the view equals the query)
-CREATE FUNCTION differing(v text, q text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
-BEGIN
-    EXECUTE format('SELECT count(*) FROM ((TABLE %s EXCEPT ALL %s) UNION ALL (%s EXCEPT ALL TABLE %s)) d',
-                   v, q, q, v) INTO n;
-    RETURN n;
-END
-$$;
+\i sql/include/view_diff.sql
 
 -- ---------------------------------------------------------------------------
 -- Default replica identity (the primary key)
@@ -42,7 +33,7 @@ SELECT streamproc.create_pg_source('acc_src', 'acc_changes', :'conninfo', 'acc_p
 SELECT caught_up('acc_src', :'mark');
 -- the existing rows, exactly once
 SELECT * FROM acc_by_owner ORDER BY owner;
-SELECT differing('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner');
+SELECT view_diff('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner') AS differing;
 SELECT name, kind, stream, state, workers, rows_in, dead_letters, lag IS NOT NULL AS has_lag, last_error,
        publication, source_table, slot, snapshot, format
   FROM streamproc.sources WHERE name = 'acc_src';
@@ -74,8 +65,8 @@ SELECT pg_current_wal_insert_lsn() AS mark \gset
 UPDATE accounts SET owner = 'owner0', balance = balance * 2 WHERE id BETWEEN 20 AND 25;
 SELECT caught_up('acc_src', :'mark');
 SELECT * FROM acc_by_owner ORDER BY owner;
-SELECT differing('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner');
-SELECT differing('acc_all', 'SELECT count(*), sum(balance), avg(balance) FROM accounts');
+SELECT view_diff('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner') AS differing;
+SELECT view_diff('acc_all', 'SELECT count(*), sum(balance), avg(balance) FROM accounts') AS differing;
 -- an owner whose last account went away is a group of no rows
 SELECT count(*) FROM acc_by_owner WHERE owner = 'owner9';
 
@@ -93,7 +84,7 @@ SELECT * FROM acc_all;
 SELECT pg_current_wal_insert_lsn() AS mark \gset
 INSERT INTO accounts SELECT g, 'owner' || (g % 3), g, NULL FROM generate_series(1, 9) g;
 SELECT caught_up('acc_src', :'mark');
-SELECT differing('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner');
+SELECT view_diff('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner') AS differing;
 
 -- the replica identity changes to FULL: the source re-keys what it holds
 SELECT pg_current_wal_insert_lsn() AS mark \gset
@@ -102,7 +93,7 @@ UPDATE accounts SET owner = 'owner5' WHERE id = 1;
 DELETE FROM accounts WHERE id = 2;
 SELECT caught_up('acc_src', :'mark');
 SELECT row_identity FROM streamproc.source_defs WHERE name = 'acc_src';
-SELECT differing('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner');
+SELECT view_diff('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner') AS differing;
 -- and back to the key, which the stream has
 SELECT pg_current_wal_insert_lsn() AS mark \gset
 ALTER TABLE accounts REPLICA IDENTITY DEFAULT;
@@ -110,7 +101,7 @@ UPDATE accounts SET id = 100 WHERE id = 3;
 DELETE FROM accounts WHERE id = 4;
 SELECT caught_up('acc_src', :'mark');
 SELECT row_identity FROM streamproc.source_defs WHERE name = 'acc_src';
-SELECT differing('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner');
+SELECT view_diff('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner') AS differing;
 
 -- ---------------------------------------------------------------------------
 -- REPLICA IDENTITY FULL, no key at all, duplicate rows; a TOASTed column
@@ -131,7 +122,7 @@ SELECT grp, sum(100 / qty) AS r FROM doc_changes GROUP BY grp;
 SELECT pg_current_wal_insert_lsn() AS mark \gset
 SELECT streamproc.create_pg_source('docs_src', 'doc_changes', :'conninfo', 'docs_pub', 'public.docs');
 SELECT caught_up('docs_src', :'mark');
-SELECT differing('doc_sizes', 'SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM docs GROUP BY grp');
+SELECT view_diff('doc_sizes', 'SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM docs GROUP BY grp') AS differing;
 
 SELECT pg_current_wal_insert_lsn() AS mark \gset
 UPDATE docs SET grp = 'g9' WHERE id = 2;                 -- body unchanged and TOASTed
@@ -142,9 +133,9 @@ INSERT INTO docs VALUES (8, 'g2', 'eight', '0');         -- 100 / 0 in doc_ratio
 INSERT INTO docs VALUES (9, 'g2', 'nine', '9');
 SELECT caught_up('docs_src', :'mark');
 SELECT * FROM doc_sizes ORDER BY grp;
-SELECT differing('doc_sizes', $$SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM docs
-                                 WHERE id NOT IN (7, 8) GROUP BY grp$$);
-SELECT differing('doc_ratio', $$SELECT grp, sum(100 / qty::int) FROM docs WHERE id NOT IN (7, 8) GROUP BY grp$$);
+SELECT view_diff('doc_sizes', $$SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM docs
+                                 WHERE id NOT IN (7, 8) GROUP BY grp$$) AS differing;
+SELECT view_diff('doc_ratio', $$SELECT grp, sum(100 / qty::int) FROM docs WHERE id NOT IN (7, 8) GROUP BY grp$$) AS differing;
 SELECT source, lsn IS NOT NULL AS has_lsn, topic, partition, "offset",
        convert_from(payload, 'UTF8')::jsonb AS payload, error
   FROM streamproc.dead_letters WHERE source = 'docs_src' ORDER BY id;
@@ -153,7 +144,7 @@ SELECT pg_current_wal_insert_lsn() AS mark \gset
 UPDATE docs SET qty = '7' WHERE id = 7;
 UPDATE docs SET qty = '8' WHERE id = 8;
 SELECT caught_up('docs_src', :'mark');
-SELECT differing('doc_sizes', 'SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM docs GROUP BY grp');
+SELECT view_diff('doc_sizes', 'SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM docs GROUP BY grp') AS differing;
 SELECT rows_in, dead_letters FROM streamproc.sources WHERE name = 'docs_src';
 
 -- default replica identity and a TOASTed value, with a change set aside in between
@@ -173,7 +164,7 @@ UPDATE notes SET qty = 'two', body = repeat('z', 6000) WHERE id = 2;  -- set asi
 UPDATE notes SET qty = '3' WHERE id = 2;                      -- body: the new one, not the counted one
 SELECT caught_up('notes_src', :'mark');
 SELECT * FROM note_sizes ORDER BY grp;
-SELECT differing('note_sizes', 'SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM notes GROUP BY grp');
+SELECT view_diff('note_sizes', 'SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM notes GROUP BY grp') AS differing;
 -- lag: the bytes a source is behind show while its batch waits (here for
 -- batch_timeout), and are 0 once it is applied
 SELECT streamproc.stop_source('notes_src');
@@ -185,7 +176,7 @@ UPDATE notes SET qty = '4' WHERE id = 2;
 SELECT wait_for($$(SELECT lag > 0 FROM streamproc.sources WHERE name = 'notes_src')$$);
 SELECT caught_up('notes_src', :'mark');
 SELECT wait_for($$(SELECT lag = 0 FROM streamproc.sources WHERE name = 'notes_src')$$);
-SELECT differing('note_sizes', 'SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM notes GROUP BY grp');
+SELECT view_diff('note_sizes', 'SELECT grp, count(*), sum(length(body)), sum(qty::int) FROM notes GROUP BY grp') AS differing;
 
 -- values that COPY's text format escapes come through the initial copy as
 -- they are (a literal \N is no NULL)
@@ -199,7 +190,7 @@ SELECT t, count(*) AS n, sum(id) AS ids FROM text_changes GROUP BY t;
 SELECT pg_current_wal_insert_lsn() AS mark \gset
 SELECT streamproc.create_pg_source('texts_src', 'text_changes', :'conninfo', 'texts_pub', 'texts');
 SELECT caught_up('texts_src', :'mark');
-SELECT differing('text_counts', 'SELECT t, count(*), sum(id) FROM texts GROUP BY t');
+SELECT view_diff('text_counts', 'SELECT t, count(*), sum(id) FROM texts GROUP BY t') AS differing;
 SELECT count(*) FROM text_counts WHERE t IS NULL;
 
 -- ---------------------------------------------------------------------------
@@ -224,7 +215,7 @@ SELECT streamproc.create_pg_source('readings_src', 'reading_changes', :'conninfo
 UPDATE streamproc.source_defs SET batch_size = 7 WHERE name = 'readings_src';
 COMMIT;
 SELECT caught_up('readings_src', :'mark');
-SELECT differing('readings_daily', $$SELECT date_bin('1 day', ts, 'epoch'), sensor, count(*), sum(v) FROM readings GROUP BY 1, 2$$);
+SELECT view_diff('readings_daily', $$SELECT date_bin('1 day', ts, 'epoch'), sensor, count(*), sum(v) FROM readings GROUP BY 1, 2$$) AS differing;
 SELECT count(*) AS late FROM streamproc.late_rows WHERE stream = 'reading_changes'::regclass;
 SELECT streamproc.watermark('reading_changes');
 -- rows moving between partitions (within open windows): a delete and an
@@ -232,7 +223,7 @@ SELECT streamproc.watermark('reading_changes');
 SELECT pg_current_wal_insert_lsn() AS mark \gset
 UPDATE readings SET sensor = 0, v = v + 1000 WHERE sensor = 1 AND ts >= '2026-01-25';
 SELECT caught_up('readings_src', :'mark');
-SELECT differing('readings_daily', $$SELECT date_bin('1 day', ts, 'epoch'), sensor, count(*), sum(v) FROM readings GROUP BY 1, 2$$);
+SELECT view_diff('readings_daily', $$SELECT date_bin('1 day', ts, 'epoch'), sensor, count(*), sum(v) FROM readings GROUP BY 1, 2$$) AS differing;
 
 -- ---------------------------------------------------------------------------
 -- stop and start: changes made meanwhile wait in the slot
@@ -245,7 +236,7 @@ SELECT pg_current_wal_insert_lsn() AS mark \gset
 UPDATE accounts SET balance = 0 WHERE id = 1;
 SELECT streamproc.start_source('acc_src');
 SELECT caught_up('acc_src', :'mark');
-SELECT differing('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner');
+SELECT view_diff('acc_by_owner', 'SELECT owner, count(*), sum(balance), 0::bigint FROM accounts GROUP BY owner') AS differing;
 SELECT wait_for($$(SELECT state = 'running' AND lag = 0 FROM streamproc.sources WHERE name = 'acc_src')$$);
 -- the slot is told what the source committed (and keeps no WAL for it)
 SELECT wait_for($$(SELECT s.confirmed_flush_lsn >= d.lsn
@@ -380,4 +371,4 @@ SELECT streamproc.drop_stream('text_changes');
 DROP PUBLICATION acc_pub, docs_pub, notes_pub, readings_pub, texts_pub;
 DROP TABLE accounts, docs, notes, readings, texts;
 DELETE FROM streamproc.dead_letters WHERE source IN ('docs_src', 'notes_src');
-DROP FUNCTION wait_for(text), caught_up(text, pg_lsn), differing(text, text);
+DROP FUNCTION wait_for(text), caught_up(text, pg_lsn), view_diff(regclass, text);

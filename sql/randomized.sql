@@ -4,13 +4,7 @@
 CREATE EXTENSION IF NOT EXISTS streamproc;
 SET timezone = 'UTC';
 
-CREATE FUNCTION view_diff(v regclass, q text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    EXECUTE format('SELECT count(*) FROM ((TABLE %s EXCEPT ALL %s) UNION ALL (%s EXCEPT ALL TABLE %s)) d',
-                   v, q, q, v) INTO n;
-    RETURN n;
-END $$;
+\i sql/include/view_diff.sql
 
 SELECT streamproc.create_stream('r', 'id int, auction int, bidder int, price numeric, channel text, ts timestamptz');
 CREATE TABLE r_t (id int, auction int, bidder int, price numeric, channel text, ts timestamptz);

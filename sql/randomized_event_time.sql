@@ -5,13 +5,7 @@
 CREATE EXTENSION IF NOT EXISTS streamproc;
 SET timezone = 'UTC';
 
-CREATE FUNCTION view_diff(v regclass, q text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    EXECUTE format('SELECT count(*) FROM ((TABLE %s EXCEPT ALL %s) UNION ALL (%s EXCEPT ALL TABLE %s)) d',
-                   v, q, q, v) INTO n;
-    RETURN n;
-END $$;
+\i sql/include/view_diff.sql
 
 SELECT streamproc.create_stream('ev', 'id int, k int, v numeric, ts timestamptz',
     event_time => 'ts', watermark_delay => '5 seconds');
