@@ -27,6 +27,22 @@ posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer (got 
 # integer with thousands separators
 commas() { printf '%s' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta'; }
 
+# ---- the reports' cells: a figure, or n/a when a run did not give one
+num() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+# rounded, with thousands separators
+fmt_int() { if num "$1"; then commas "$(printf '%.0f' "$1")"; else echo 'n/a'; fi; }
+# ratio A B [FORMAT]: A / B (default %.3f)
+ratio() { if num "$1" && num "$2" && [[ $2 != 0 ]]; then awk -v a="$1" -v b="$2" -v f="${3:-%.3f}" 'BEGIN { printf f, a / b }'; else echo 'n/a'; fi; }
+# met VALUE TARGET [le]: yes / **no** (at least the target; at most with le)
+met() {
+    num "$1" || { echo 'n/a'; return; }
+    awk -v x="$1" -v t="$2" -v le="${3:-}" 'BEGIN { ok = le ? x <= t : x >= t; print ok ? "yes" : "**no**" }'
+}
+# the COPY targets: stream / plain table, stream / trigger
+T_COPY_PLAIN=1.5
+T_COPY_TRIGGER=2.5
+rdkafka_version() { dpkg-query -W -f '${Version}' librdkafka1 2>/dev/null || echo unknown; }
+
 # its arguments, comma separated
 join_list() { local out="" x; for x; do out+="${out:+, }$x"; done; echo "$out"; }
 
