@@ -1166,16 +1166,8 @@ start_over(void *arg)
 {
 	Source	   *src = arg;
 
-	PG_TRY();
-	{
-		if (src->rk != NULL)
-			unassign(src);
-	}
-	PG_CATCH();
-	{
-		FlushErrorState();
-	}
-	PG_END_TRY();
+	if (src->rk != NULL)
+		unassign(src);
 }
 
 void

@@ -1207,18 +1207,12 @@ static void
 start_over(void *arg)
 {
 	PgSource   *src = arg;
+	WalReceiverConn *conn = src->conn;
 
-	PG_TRY();
-	{
-		sp_upstream_disconnect(&src->conn);
-	}
-	PG_CATCH();
-	{
-		FlushErrorState();
-		src->conn = NULL;
-	}
-	PG_END_TRY();
+	/* gone whether or not closing it fails */
+	src->conn = NULL;
 	reset_batch(src);
+	sp_upstream_disconnect(&conn);
 }
 
 void

@@ -114,7 +114,8 @@ source_wanted(int32 id)
 
 /*
  * Run until the source is stopped or dropped.  run(arg) reads and applies
- * until an error; start_over(arg) then drops what the failed run left, so
+ * until an error; start_over(arg) then drops what the failed run left (an
+ * error of its own is ignored: it cleans up after a failure already), so
  * that the next run starts from the committed position.  cxt lives as long
  * as the worker.
  */
@@ -147,7 +148,16 @@ sp_source_worker_loop(int32 source_id, SpWorkerSlot *slot, MemoryContext cxt,
 			MemoryContextSwitchTo(old);
 			RESUME_INTERRUPTS();
 
-			start_over(arg);
+			/* the cleanup may fail too (a dead connection): that is no news */
+			PG_TRY();
+			{
+				start_over(arg);
+			}
+			PG_CATCH();
+			{
+				FlushErrorState();
+			}
+			PG_END_TRY();
 			if (!source_wanted(source_id))
 				proc_exit(0);
 			sp_worker_report_error(slot, edata->message);
