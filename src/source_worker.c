@@ -262,7 +262,6 @@ sp_source_record_error(int32 source_id, const char *msg)
 	PG_CATCH();
 	{
 		/* the catalog may be gone (DROP EXTENSION): shared memory has it */
-		MemoryContextSwitchTo(old);
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 	}
