@@ -1214,10 +1214,12 @@ locked_stream_entry(Oid stream, bool state_tables)
  * time on a virtual machine.  Once per process, memory freed by a batch is
  * kept for the next: blocks up to 32 MB come from the heap and the heap
  * keeps up to 64 MB of free space.  What is kept is bounded by the biggest
- * batch the process applied, not by how many.
+ * batch the process applied, not by how many.  A source worker calls this
+ * as it starts, so that librdkafka's fetch and decompression buffers (in
+ * its broker threads) are kept too.
  */
-static void
-keep_batch_memory(void)
+void
+sp_keep_batch_memory(void)
 {
 #ifdef __GLIBC__
 	static bool done = false;
@@ -1247,7 +1249,7 @@ sp_apply_batch(SpBatch *batch)
 
 	if (batch->nrows == 0 && batch->nretractions == 0 && batch->ninputs == 0)
 		return;
-	keep_batch_memory();
+	sp_keep_batch_memory();
 	if (!ActiveSnapshotSet())
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());

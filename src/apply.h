@@ -45,6 +45,7 @@ extern void sp_apply_init(void);
 extern bool sp_stream_has_views(Oid stream);
 extern AttrNumber sp_stream_event_time_att(Oid stream);
 extern void sp_apply_batch(SpBatch *batch);
+extern void sp_keep_batch_memory(void);
 
 /*
  * The stream's columns (attribute numbers) that its views read, in

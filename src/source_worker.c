@@ -35,6 +35,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "apply.h"
 #include "source_worker.h"
 
 /* advisory lock space for "(source, worker index) is running" */
@@ -56,6 +57,7 @@ sp_source_worker_start(void)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+	sp_keep_batch_memory();
 	return args;
 }
 
