@@ -117,6 +117,17 @@ reconcile(void)
 	TimestampTz now = GetCurrentTimestamp();
 	bool		present;
 
+	/*
+	 * A kick from here on asks for a catalog this pass may not see: it stays
+	 * set, so that the launcher starts the supervisor again should this one
+	 * stop before it has looked once more.
+	 */
+	LWLockAcquire(sp_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < (uint64) sp_shared->nslots; i++)
+		if (sp_shared->dbs[i].dboid == MyDatabaseId)
+			sp_shared->dbs[i].kicked = false;
+	LWLockRelease(sp_shared->lock);
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());

@@ -29,7 +29,8 @@ typedef struct SpDbSlot
 	Oid			dboid;			/* InvalidOid: free */
 	bool		wanted;			/* run a supervisor there */
 	bool		no_extension;	/* its supervisor found no extension */
-	bool		kicked;			/* asked for since the launcher last looked */
+	bool		kicked;			/* asked for since the launcher or the
+								 * supervisor last looked */
 	TimestampTz paused_until;	/* DROP/RENAME DATABASE in progress */
 	pid_t		supervisor_pid;
 	Latch	   *supervisor_latch;
