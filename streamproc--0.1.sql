@@ -248,7 +248,11 @@ COMMENT ON AGGREGATE streamproc.earliest(anyelement, timestamptz) IS 'value at t
 -- (weight -1) from a view, in the original aggregate's state layout, so the
 -- original's combine function adds it to the stored state.  Used internally
 -- for streams fed by CDC sources; see "Retractions" in src/view_compile.c.
+-- They take any weight, a row counting w times (w < 0: taken back |w| times);
+-- a NULL weight counts as +1.
 -- ---------------------------------------------------------------------------
+CREATE FUNCTION streamproc.weighted_count_trans(bigint, int)
+RETURNS bigint AS 'MODULE_PATHNAME', 'sp_weighted_count_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION streamproc.weighted_count_trans(bigint, "any", int)
 RETURNS bigint AS 'MODULE_PATHNAME', 'sp_weighted_count_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION streamproc.weighted_sum_trans(bigint, bigint, int)
@@ -261,7 +265,7 @@ CREATE FUNCTION streamproc.weighted_int4_avg_trans(bigint[], int, int)
 RETURNS bigint[] AS 'MODULE_PATHNAME', 'sp_weighted_int4_avg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE AGGREGATE streamproc.weighted_count(weight int) (
-    SFUNC = pg_catalog.int84pl, STYPE = bigint, INITCOND = '0',
+    SFUNC = streamproc.weighted_count_trans, STYPE = bigint, INITCOND = '0',
     COMBINEFUNC = pg_catalog.int8pl, PARALLEL = SAFE
 );
 CREATE AGGREGATE streamproc.weighted_count(value "any", weight int) (

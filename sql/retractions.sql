@@ -158,3 +158,33 @@ DROP FUNCTION caught_up();
 DROP FUNCTION dbz(text, jsonb, jsonb);
 DROP TABLE rt_log;
 DROP FUNCTION wait_for(text);
+
+-- The weighted twins are aggregates of their own: a row counts w times
+-- (w < 0: taken back |w| times, from an empty state too), a NULL weight
+-- counts as +1, a NULL value adds nothing.  Each against its expansion.
+CREATE TEMP TABLE wt (g int, x bigint, n numeric, i int, w int);
+INSERT INTO wt VALUES
+    (1, 5, 1.5, 5, 2), (1, 7, 2.25, 7, -3), (1, NULL, NULL, NULL, 4),
+    (1, 11, 3.125, 11, NULL), (1, 13, 0.5, 13, 5), (1, 17, 4.75, 17, 0),
+    (2, 4, 1.25, 4, -2);
+SELECT g,
+       streamproc.weighted_count(w) AS count_star,
+       sum(coalesce(w, 1)) AS expected,
+       streamproc.weighted_count(x, w) AS count_x,
+       sum(coalesce(w, 1)) FILTER (WHERE x IS NOT NULL) AS expected,
+       streamproc.weighted_sum(x, w) AS sum_int,
+       sum(x * coalesce(w, 1)) AS expected,
+       streamproc.weighted_int8_state(x, w) AS sum_int8,
+       streamproc.weighted_numeric_state(n, w) AS sum_numeric,
+       sum(n * coalesce(w, 1)) AS expected,
+       streamproc.weighted_int4_avg(i, w) AS avg_int4,
+       sum(i * coalesce(w, 1))::numeric / sum(coalesce(w, 1)) FILTER (WHERE i IS NOT NULL) AS expected
+FROM wt GROUP BY g ORDER BY g;
+-- the weights of nothing but NULL values leave the states empty
+SELECT streamproc.weighted_sum(NULL::bigint, -2) AS sum_int,
+       streamproc.weighted_int8_state(NULL::bigint, -2) AS sum_int8,
+       streamproc.weighted_numeric_state(NULL::numeric, 3) AS sum_numeric,
+       streamproc.weighted_count(NULL::text, 3) AS count_x;
+-- overflow is an error, as in sum
+SELECT streamproc.weighted_sum(x, 2) FROM (VALUES (9223372036854775807)) v(x);
+DROP TABLE wt;
