@@ -224,6 +224,36 @@ SELECT pg_current_wal_insert_lsn() AS mark \gset
 UPDATE readings SET sensor = 0, v = v + 1000 WHERE sensor = 1 AND ts >= '2026-01-25';
 SELECT caught_up('readings_src', :'mark');
 SELECT view_diff('readings_daily', $$SELECT date_bin('1 day', ts, 'epoch'), sensor, count(*), sum(v) FROM readings GROUP BY 1, 2$$) AS differing;
+-- late changes, each its own batch, against the watermark 10 days behind
+-- the newest reading (2026-01-30 17:00): a reading moved out of a closed
+-- window into an open one is taken back late (the closed day keeps it) and
+-- counted on time; an insert into a closed day is late; one into an open
+-- day is not.  A batch whose least event time were taken from the rows it
+-- adds alone would take the late reading back.
+CREATE TEMP TABLE readings_before AS SELECT * FROM readings_daily;
+SELECT pg_current_wal_insert_lsn() AS mark \gset
+UPDATE readings SET ts = '2026-01-30 12:00' WHERE sensor = 1 AND ts = '2026-01-01 20:00';
+SELECT caught_up('readings_src', :'mark');
+SELECT pg_current_wal_insert_lsn() AS mark \gset
+INSERT INTO readings VALUES (0, '2026-01-02 00:00', 1);
+SELECT caught_up('readings_src', :'mark');
+SELECT pg_current_wal_insert_lsn() AS mark \gset
+INSERT INTO readings VALUES (2, '2026-01-29 00:00', 5);
+SELECT caught_up('readings_src', :'mark');
+SELECT streamproc.watermark('reading_changes');
+SELECT "row" ->> 'sensor' AS sensor, "row" ->> 'v' AS v, event_time, watermark
+  FROM streamproc.late_rows WHERE stream = 'reading_changes'::regclass ORDER BY event_time;
+SELECT coalesce(a.day, b.day) AS day, coalesce(a.sensor, b.sensor) AS sensor,
+       b.n AS n_before, a.n AS n_after, b.v AS v_before, a.v AS v_after
+  FROM readings_daily a FULL JOIN readings_before b USING (day, sensor)
+ WHERE a IS DISTINCT FROM b ORDER BY 1, 2;
+-- the view is the table without the late insert, with the moved reading
+-- still in its closed day too
+SELECT view_diff('readings_daily', $$SELECT date_bin('1 day', ts, 'epoch'), sensor, count(*), sum(v)
+                                       FROM (SELECT sensor, ts, v FROM readings
+                                              WHERE (sensor, ts) <> (0, '2026-01-02 00:00')
+                                             UNION ALL SELECT 1, '2026-01-01 20:00', 100) r
+                                      GROUP BY 1, 2$$) AS differing;
 
 -- ---------------------------------------------------------------------------
 -- stop and start: changes made meanwhile wait in the slot

@@ -811,6 +811,28 @@ apply_rows(PgSource *src, Derived *d, int to, bool with_inputs)
 	batch.stream = src->stream;
 	for (r = 0; r < to; r++)
 		sp_batch_add(&batch, d->tuples[r], d->weights[r]);
+	/*
+	 * The least event time of the rows, added or taken back (both can be
+	 * late): a batch with none behind the watermark's open windows skips
+	 * looking for late rows.  Every row passed check_event_time when it was
+	 * counted; should one not have, the views look.
+	 */
+	if (src->event_time_att != InvalidAttrNumber)
+	{
+		batch.has_min_event_time = true;
+		batch.min_event_time = DT_NOEND;
+		for (r = 0; r < to && batch.has_min_event_time; r++)
+		{
+			bool		isnull;
+			TimestampTz t = DatumGetTimestampTz(heap_getattr(d->tuples[r], src->event_time_att,
+															 src->desc, &isnull));
+
+			if (isnull || TIMESTAMP_NOT_FINITE(t))
+				batch.has_min_event_time = false;
+			else if (t < batch.min_event_time)
+				batch.min_event_time = t;
+		}
+	}
 	if (with_inputs)
 	{
 		input.name = src->input;
