@@ -254,6 +254,18 @@ SELECT view_diff('readings_daily', $$SELECT date_bin('1 day', ts, 'epoch'), sens
                                               WHERE (sensor, ts) <> (0, '2026-01-02 00:00')
                                              UNION ALL SELECT 1, '2026-01-01 20:00', 100) r
                                       GROUP BY 1, 2$$) AS differing;
+-- an infinite event time cannot be counted: a dead letter, and its delete
+-- takes nothing back
+INSERT INTO readings VALUES (0, 'infinity', 1);
+SELECT pg_current_wal_insert_lsn() AS mark \gset
+DELETE FROM readings WHERE ts = 'infinity';
+SELECT caught_up('readings_src', :'mark');
+SELECT error, convert_from(payload, 'UTF8') AS payload FROM streamproc.dead_letters WHERE source = 'readings_src';
+SELECT view_diff('readings_daily', $$SELECT date_bin('1 day', ts, 'epoch'), sensor, count(*), sum(v)
+                                       FROM (SELECT sensor, ts, v FROM readings
+                                              WHERE (sensor, ts) <> (0, '2026-01-02 00:00')
+                                             UNION ALL SELECT 1, '2026-01-01 20:00', 100) r
+                                      GROUP BY 1, 2$$) AS differing;
 
 -- ---------------------------------------------------------------------------
 -- stop and start: changes made meanwhile wait in the slot

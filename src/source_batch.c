@@ -23,6 +23,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
 
 #include "source_batch.h"
 
@@ -83,6 +84,22 @@ sp_error_text(ErrorData *edata)
 {
 	return edata->context ? psprintf("%s (%s)", edata->message, edata->context)
 		: pstrdup(edata->message);
+}
+
+/*
+ * Why a row's event time cannot be counted (the text of its dead letter),
+ * or NULL if it can.
+ */
+char *
+sp_event_time_error(TupleDesc desc, AttrNumber att, Datum value, bool isnull)
+{
+	const char *col = NameStr(TupleDescAttr(desc, att - 1)->attname);
+
+	if (isnull)
+		return psprintf("event-time column \"%s\" is missing or null", col);
+	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(value)))
+		return psprintf("event-time column \"%s\" must be finite", col);
+	return NULL;
 }
 
 /* errors about a row's data: its message or change is set aside */

@@ -6,6 +6,7 @@
 #define SP_SOURCE_BATCH_H
 
 #include "access/htup.h"
+#include "access/tupdesc.h"
 #include "access/xlogdefs.h"
 #include "utils/elog.h"
 #include "utils/palloc.h"
@@ -44,6 +45,7 @@ extern void sp_subxact_begin(SpSubxact *sx, MemoryContext cxt);
 extern void sp_subxact_end(SpSubxact *sx, bool keep);
 extern ErrorData *sp_subxact_catch(SpSubxact *sx);
 extern char *sp_error_text(ErrorData *edata);
+extern char *sp_event_time_error(TupleDesc desc, AttrNumber att, Datum value, bool isnull);
 extern void sp_write_dead_letter(const char *source, const SpDeadLetter *d);
 
 #endif

@@ -590,13 +590,9 @@ decode_messages(Source *src, int from, Rows *rows, List **dead)
 			for (r = 0; r < n && error == NULL && src->event_time_att != InvalidAttrNumber; r++)
 			{
 				int			a = src->event_time_att - 1;
-				const char *col = NameStr(TupleDescAttr(src->desc, a)->attname);
 
-				if (nulls[r][a])
-					error = psprintf("event-time column \"%s\" is missing or null", col);
-				else if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(values[r][a])))
-					error = psprintf("event-time column \"%s\" must be finite", col);
-				else
+				error = sp_event_time_error(src->desc, src->event_time_att, values[r][a], nulls[r][a]);
+				if (error == NULL)
 				{
 					TimestampTz ts = DatumGetTimestampTz(values[r][a]);
 

@@ -489,16 +489,13 @@ check_event_time(PgSource *src, HeapTuple tup, bool *has, TimestampTz *max)
 {
 	bool		isnull;
 	Datum		d;
-	const char *col;
+	char	   *error;
 
 	if (src->event_time_att == InvalidAttrNumber)
 		return NULL;
-	col = NameStr(TupleDescAttr(src->desc, src->event_time_att - 1)->attname);
 	d = heap_getattr(tup, src->event_time_att, src->desc, &isnull);
-	if (isnull)
-		return psprintf("event-time column \"%s\" is missing or null", col);
-	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d)))
-		return psprintf("event-time column \"%s\" must be finite", col);
+	if ((error = sp_event_time_error(src->desc, src->event_time_att, d, isnull)) != NULL)
+		return error;
 	if (!*has || DatumGetTimestampTz(d) > *max)
 	{
 		*has = true;
