@@ -647,24 +647,28 @@ derive_one(PgSource *src, Change *changes, int i, Derived *d)
 				List	   *rows = NIL;
 				ListCell   *lc;
 
+				/* every row converted first, then the copy emptied */
 				hash_seq_init(&seq, src->entries);
 				while ((e = hash_seq_search(&seq)) != NULL)
-					if (e->n > 0)
+					if (e->n > 0 || e->latest != NULL)
 						rows = lappend(rows, e);
 				foreach(lc, rows)
 				{
 					Entry	   *e2 = lfirst(lc);
-					HeapTuple	tup = make_tuple(src, e2->vals);
+					HeapTuple	tup;
 					int			k;
 
+					if (e2->n <= 0)
+						continue;
+					tup = make_tuple(src, e2->vals);
 					for (k = 0; k < e2->n; k++)
 						add_row(d, tup, -1, i);
 				}
 				foreach(lc, rows)
+				{
 					((Entry *) lfirst(lc))->n = 0;
-				hash_seq_init(&seq, src->entries);
-				while ((e = hash_seq_search(&seq)) != NULL)
-					e->latest = NULL;
+					((Entry *) lfirst(lc))->latest = NULL;
+				}
 				return NULL;
 			}
 
