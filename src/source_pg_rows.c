@@ -310,6 +310,7 @@ prefetch(PgSource *src, Change *changes, int n)
 static char *
 vals_literal(PgSource *src, char **vals)
 {
+	static FmgrInfo array_out;
 	int			natts = src->desc->natts;
 	Datum	   *elems = palloc(sizeof(Datum) * Max(natts, 1));
 	bool	   *nulls = palloc(sizeof(bool) * Max(natts, 1));
@@ -323,9 +324,12 @@ vals_literal(PgSource *src, char **vals)
 		elems[j] = nulls[j] ? (Datum) 0 : CStringGetTextDatum(vals[j]);
 	}
 	dims[0] = natts;
-	return OidOutputFunctionCall(F_ARRAY_OUT,
-								 PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
-																	TEXTOID, -1, false, TYPALIGN_INT)));
+	/* looked up once: array_out keeps its element type's output function */
+	if (!OidIsValid(array_out.fn_oid))
+		fmgr_info_cxt(F_ARRAY_OUT, &array_out, TopMemoryContext);
+	return OutputFunctionCall(&array_out,
+							  PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+																 TEXTOID, -1, false, TYPALIGN_INT)));
 }
 
 /* write what the applied changes did to the keyed copy */
