@@ -41,7 +41,7 @@ SELECT streamproc.kafka_produce(:'brokers', 'bids_json', v, 'bad', 0) >= 0 AS pr
     '[1, 2, 3]',                                                          -- not an object
     '{"auction": "one", "price": 5, "ts": "2026-01-01 10:00:01+00"}',    -- bad bigint
     '{"auction": 1, "price": 5}',                                         -- no event time
-    '{"auction": 1, "price": 0, "ts": "2026-01-01 10:00:02+00"}',        -- 1000 / 0 in bid_ratios
+    '{"auction": 1, "price": 0, "ts": "2026-01-01 11:00:00+00"}',        -- 1000 / 0 in bid_ratios: its hour-on time must not count
     '{"auction": 1, "price": 5, "ts": "infinity"}',                       -- event time not finite
     '{"auction": 1, "price": 5, "ts": "2026-01-01 10:00:03+00", "pad": "' || repeat('x', 2000) || '"}'  -- too large
   ]) WITH ORDINALITY AS m(v, i) ORDER BY i;

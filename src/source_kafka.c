@@ -677,6 +677,44 @@ apply_rows(Source *src, Rows *rows, int from, int to, bool with_inputs)
 }
 
 /*
+ * The partitions' latest event times again, without the messages the views
+ * sent to the dead letters: like a message that could not be decoded, one
+ * that no view took does not move the watermark.
+ */
+static void
+forget_dead_event_times(Source *src, Rows *rows, List *dead)
+{
+	bool	   *is_dead = palloc0(sizeof(bool) * Max(src->nmsgs, 1));
+	ListCell   *lc;
+	int			r;
+
+	if (src->event_time_att == InvalidAttrNumber)
+		return;
+	foreach(lc, dead)
+		is_dead[((DeadLetter *) lfirst(lc))->msg] = true;
+	for (r = 0; r < src->nparts; r++)
+		src->parts[r].has_event_time = false;
+	for (r = 0; r < rows->n; r++)
+	{
+		Partition  *p;
+		bool		isnull;
+		TimestampTz ts;
+
+		if (is_dead[rows->msg[r]])
+			continue;
+		p = find_partition(src, src->msgs[rows->msg[r]]->partition);
+		ts = DatumGetTimestampTz(heap_getattr(rows->tuples[r], src->event_time_att,
+											  src->desc, &isnull));
+		if (!p->has_event_time || ts > p->max_event_time)
+		{
+			p->has_event_time = true;
+			p->max_event_time = ts;
+		}
+	}
+	pfree(is_dead);
+}
+
+/*
  * Apply rows [from, to) in a subtransaction.  A data error in a view sends
  * the failing messages to the dead letters: halves are tried until the
  * messages at fault are found, one by one.  Halves end at message
@@ -714,7 +752,10 @@ apply_or_bisect(Source *src, Rows *rows, int from, int to, bool with_inputs,
 		p->dead++;
 		p->rows--;
 		if (with_inputs)
+		{
+			forget_dead_event_times(src, rows, *dead);
 			apply_or_bisect(src, rows, from, from, true, dead);
+		}
 		return;
 	}
 	{
@@ -729,7 +770,10 @@ apply_or_bisect(Source *src, Rows *rows, int from, int to, bool with_inputs,
 		apply_or_bisect(src, rows, from, mid, false, dead);
 		apply_or_bisect(src, rows, mid, to, false, dead);
 		if (with_inputs)
+		{
+			forget_dead_event_times(src, rows, *dead);
 			apply_or_bisect(src, rows, to, to, true, dead);
+		}
 	}
 }
 
