@@ -1126,18 +1126,28 @@ tick(Source *src)
 	if (in_xact)
 		sp_worker_xact_commit();
 
-	/* after broker trouble: healthy again once the brokers answer */
+	/*
+	 * After broker trouble: healthy again once the brokers answer for the
+	 * topic.  A metadata request waits no longer than it is told to; a
+	 * watermark query would not do here, since librdkafka (before 2.3)
+	 * retries it for as long as the partition's broker is down, and the
+	 * worker would hang, deaf to stop_source and to shutdown.
+	 */
 	if (src->kafka_error || src->slot->in_error)
 	{
-		int64		lo;
-		int64		hi;
+		const struct rd_kafka_metadata *md;
 
-		if (src->nparts > 0 &&
-			rd_kafka_query_watermark_offsets(src->rk, src->topic, src->parts[0].id,
-											 &lo, &hi, 500) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		if (rd_kafka_metadata(src->rk, 0, src->rkt, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
-			src->kafka_error = false;
-			sp_worker_report_error(src->slot, NULL);
+			bool		answered = md->topic_cnt == 1 &&
+				md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+
+			rd_kafka_metadata_destroy(md);
+			if (answered)
+			{
+				src->kafka_error = false;
+				sp_worker_report_error(src->slot, NULL);
+			}
 		}
 	}
 

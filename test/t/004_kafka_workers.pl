@@ -206,6 +206,23 @@ diag(sprintf('during the outage: %d "consuming topic" lines, %d ERROR lines, %d 
     $assigns, $errors, $lines,
     "@pids_before" eq "@pids_after" ? 'kept their pids' : "changed (@pids_before -> @pids_after)"));
 
+# A source whose broker stays down must still stop when told to: its
+# workers check once a second whether the brokers answer again, and that
+# check must not wait for as long as the broker is down.
+is($kafka->command('down 1'), 'ok', 'broker 1 down again');
+ok(defined wait_until($node, 'postgres', q{SELECT state FROM streamproc.sources WHERE name = 'bids_src'}, 'error', 60),
+   'in error again');
+sleep(3);    # a few of those checks, with the broker down
+$node->safe_psql('postgres', q{SELECT streamproc.stop_source('bids_src')});
+$took = wait_until($node, 'postgres', procs('source', 'postgres'), '0', 15);
+ok(defined $took, 'stop_source while the broker is down: the workers are gone');
+diag(sprintf('workers gone %.1f s after stop_source, the broker down', $took // -1));
+is($kafka->command('up 1'), 'ok', 'broker 1 up again');
+$node->safe_psql('postgres', q{SELECT streamproc.start_source('bids_src')});
+ok(defined wait_until($node, 'postgres', q{SELECT state FROM streamproc.sources WHERE name = 'bids_src'}, 'running', 60),
+   'running again after start_source');
+caught_up_and_exact('after stopping during an outage');
+
 # ------------------------------------------------------------ drop_source
 # (a source of its own in a second database, so that bids_src keeps running;
 # other_src, with batches of 10, takes a few seconds to read the topic)
