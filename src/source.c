@@ -138,6 +138,64 @@ sp_check_source_stream(const char *name, Oid stream)
 }
 
 /*
+ * librdkafka 2.0 takes the sasl.oauthbearer.config of its unsecured JWT
+ * tokens as it is, then parses it in a consumer's background thread, where
+ * a malformed one crashes the process (and so the whole server) and has its
+ * text repeated in an error event.  Its grammar is checked here instead,
+ * without repeating the value (it may hold a secret): space-separated
+ * name=value pairs, principal required, principalClaimName, scope,
+ * scopeClaimName, lifeSeconds (a positive number of seconds) and
+ * extension_NAME (NAME in letters, not "auth").
+ */
+static void
+check_unsecured_jwt_config(const char *config)
+{
+	char	   *copy = pstrdup(config);
+	char	   *save = NULL;
+	char	   *pair;
+	bool		principal = false;
+	int			n = 0;
+
+	for (pair = strtok_r(copy, " ", &save); pair; pair = strtok_r(NULL, " ", &save))
+	{
+		char	   *eq = strchr(pair, '=');
+		const char *name = pair;
+		const char *value;
+		bool		ok = eq != NULL && eq > pair && eq[1] != '\0';
+
+		n++;
+		if (ok)
+		{
+			*eq = '\0';
+			value = eq + 1;
+			if (strcmp(name, "principal") == 0)
+				principal = true;
+			else if (strcmp(name, "lifeSeconds") == 0)
+				ok = strspn(value, "0123456789") == strlen(value) && strlen(value) <= 9 &&
+					atoi(value) > 0;
+			else if (strncmp(name, "extension_", 10) == 0)
+				ok = name[10] != '\0' && strcmp(name + 10, "auth") != 0 &&
+					strspn(name + 10, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == strlen(name + 10);
+			else
+				ok = strcmp(name, "principalClaimName") == 0 || strcmp(name, "scope") == 0 ||
+					strcmp(name, "scopeClaimName") == 0;
+		}
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid Kafka option \"sasl.oauthbearer.config\": item %d is not a setting of unsecured JWT tokens", n),
+					 errdetail("The value is not shown: the option holds a secret."),
+					 errhint("Write space-separated name=value pairs: principal (required), principalClaimName, scope, scopeClaimName, lifeSeconds, extension_NAME.")));
+	}
+	if (!principal)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid Kafka option \"sasl.oauthbearer.config\": no principal"),
+				 errhint("Unsecured JWT tokens need principal=NAME.")));
+	pfree(copy);
+}
+
+/*
  * Check every option against librdkafka, so a misspelled setting fails at
  * creation rather than in a worker's log.  The value of a secret option is
  * never repeated.
@@ -198,6 +256,24 @@ check_kafka_options(Jsonb *options)
 					 secret ? errdetail("The value was rejected (not shown: the option holds a secret).")
 					 : errdetail("%s", errstr),
 					 errhint("options are passed to librdkafka; see its CONFIGURATION.md for the settings.")));
+		}
+	}
+	{
+		char		jwt[16];
+		size_t		jwt_len = sizeof(jwt);
+		size_t		len = 0;
+
+		if (rd_kafka_conf_get(conf, "enable.sasl.oauthbearer.unsecure.jwt", jwt, &jwt_len) == RD_KAFKA_CONF_OK &&
+			strcmp(jwt, "true") == 0 &&
+			rd_kafka_conf_get(conf, "sasl.oauthbearer.config", NULL, &len) == RD_KAFKA_CONF_OK &&
+			len > 1)
+		{
+			char	   *config = palloc(len);
+
+			(void) rd_kafka_conf_get(conf, "sasl.oauthbearer.config", config, &len);
+			rd_kafka_conf_destroy(conf);
+			check_unsecured_jwt_config(config);
+			return;
 		}
 	}
 	rd_kafka_conf_destroy(conf);
