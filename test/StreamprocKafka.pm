@@ -15,12 +15,13 @@ use warnings;
 use Carp;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
 use Exporter 'import';
 our @EXPORT = qw(bidgen_produce bidgen_start bidgen_running bidgen_finish bidgen_print wait_until log_since
-  streamproc_node create_kill_applying_worker);
+  streamproc_node create_kill_applying_worker crash_source_node only_our_crashes);
 
 my $MOCK_KAFKA = $ENV{MOCK_KAFKA} // 'test/kafka/mock_kafka';
 my $BIDGEN     = $ENV{BIDGEN}     // 'bench/kafka/bidgen';
@@ -247,6 +248,66 @@ sub create_kill_applying_worker
         RETURN NULL;
     END
     $$});
+    return;
+}
+
+# One crash of $node (restart_after_crash on) while its source consumes in
+# database postgres, and back up.  $how:
+#   'immediate'   the server stops in immediate mode, after up to 0.3 s,
+#                 and starts again;
+#   'in a batch'  a worker caught applying a batch is SIGKILLed
+#                 (kill_applying_worker, waiting up to timeout => seconds,
+#                 default 2; create_kill_applying_worker first); if none is
+#                 caught in time, as 'at random';
+#   'at random'   a random source worker is SIGKILLed after up to 0.3 s.
+# as_it_lands => sub { ... } runs as the crash lands (to see what was being
+# produced then).  Returns what happened: 'immediate', 'in a batch' or 'at
+# random'.  After a SIGKILL it waits until the postmaster has reinitialized.
+sub crash_source_node
+{
+    my ($node, $how, %args) = @_;
+    my $log_offset = -s $node->logfile;
+
+    if ($how eq 'immediate')
+    {
+        usleep(int(rand(300_000)));
+        $args{as_it_lands}->() if $args{as_it_lands};
+        $node->stop('immediate');
+        $node->start;
+        return 'immediate';
+    }
+    # (the function's own session goes down with the crash: no answer is
+    # an answer)
+    my ($rc, $victim) = (0, '');
+    ($rc, $victim) = $node->psql('postgres', 'SELECT kill_applying_worker(' . ($args{timeout} // 2) . ')')
+      if $how eq 'in a batch';
+    my $caught = $how eq 'in a batch' && ($rc != 0 || $victim ne '');
+    unless ($caught)
+    {
+        usleep(int(rand(300_000)));
+        my @pids = split /\n/, $node->safe_psql('postgres',
+            q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'streamproc source'});
+        @pids or BAIL_OUT('no source worker to kill');
+        $victim = $pids[ int(rand(@pids)) ];
+        kill('KILL', $victim) or BAIL_OUT("could not kill $victim: $!");
+    }
+    $args{as_it_lands}->() if $args{as_it_lands};
+    # SIGKILL: the postmaster reinitializes, like after any crash
+    $node->wait_for_log(
+        qr/terminated by signal 9.*all server processes terminated; reinitializing.*ready to accept connections/s,
+        $log_offset);
+    return $caught ? 'in a batch' : 'at random';
+}
+
+# Tests: the crashes in $node's log were ours only (SIGKILL, never another
+# signal), with no PANIC or failed assertion.
+sub only_our_crashes
+{
+    my ($node) = @_;
+    my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
+    my @signals = $log =~ /terminated by signal (\d+)/g;
+    is_deeply([ grep { $_ != 9 } @signals ], [], 'no process died of anything but our SIGKILLs');
+    unlike($log, qr/PANIC|TRAP:/, 'no PANIC, no failed assertion');
     return;
 }
 
