@@ -135,6 +135,7 @@ typedef struct Source
 	SpWorkerRate rate;
 	TimestampTz last_metadata_check;
 	TimestampTz kafka_error_recorded_at;
+	char		kafka_reason[256];	/* librdkafka's last error event */
 	bool		kafka_error;	/* error_cb reported trouble */
 } Source;
 
@@ -156,6 +157,7 @@ on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	if (src == NULL)
 		return;
 	msg = psprintf("Kafka: %s", reason);
+	strlcpy(src->kafka_reason, reason, sizeof(src->kafka_reason));
 	src->kafka_error = true;
 	sp_worker_report_error(src->slot, msg);
 	/* the catalog copy at most every 10 seconds: errors repeat while down */
@@ -358,11 +360,21 @@ topic_partition_count(Source *src, int timeout_ms)
 
 	err = rd_kafka_metadata(src->rk, 0, src->rkt, &md, timeout_ms);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		/*
+		 * What librdkafka last said of the brokers (a refused connection,
+		 * a failed SASL or SSL handshake; it says a repeated error once)
+		 * says more than the request's own error: its error events are
+		 * served now.
+		 */
+		rd_kafka_poll(src->rk, 0);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not get metadata of Kafka topic \"%s\" from brokers %s: %s",
-						src->topic, src->brokers, rd_kafka_err2str(err)),
+				 errmsg("could not get metadata of Kafka topic \"%s\" from brokers %s: %s%s%s",
+						src->topic, src->brokers, rd_kafka_err2str(err),
+						src->kafka_reason[0] ? "; the brokers' last error: " : "", src->kafka_reason),
 				 errhint("The source retries by itself; check that the brokers are reachable.")));
+	}
 	if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		rd_kafka_resp_err_t terr = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
@@ -934,6 +946,7 @@ apply_messages(Source *src)
 	drop_batch_messages(src);
 	/* messages flow: whatever went wrong before is over */
 	src->kafka_error = false;
+	src->kafka_reason[0] = '\0';
 	if (src->slot->in_error)
 		sp_worker_report_error(src->slot, NULL);
 }
