@@ -18,7 +18,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
-use StreamprocKafka qw(wait_until create_kill_applying_worker streamproc_node);
+use StreamprocKafka qw(wait_until create_kill_applying_worker streamproc_node crash_source_node);
 
 my $t0 = time;
 my $seed = $ENV{SP_TEST_SEED} // int(rand(1_000_000));
@@ -153,33 +153,12 @@ for my $round (1 .. $ROUNDS)
     defined wait_until($node, 'postgres', caught_up_query($mark), 't', 60)
       or BAIL_OUT("round $round: the source does not apply changes");
 
-    my $log_offset = -s $node->logfile;
-    if ($round == $stop_round)
-    {
-        usleep(int(rand(300_000)));
-        $node->stop('immediate');
-        $node->start;
-        $stops++;
-        next;
-    }
-    my ($rc, $victim) = (0, '');
-    ($rc, $victim) = $node->psql('postgres', 'SELECT kill_applying_worker(2)') if $round % 2;
-    if ($rc != 0 || $victim ne '')
-    {
-        $in_batch++;
-    }
-    else
-    {
-        usleep(int(rand(300_000)));
-        my $pid = $node->safe_psql('postgres',
-            q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'streamproc source'});
-        next if $pid eq '';
-        kill('KILL', $pid) or BAIL_OUT("round $round: could not kill $pid: $!");
-    }
-    $node->wait_for_log(
-        qr/terminated by signal 9.*all server processes terminated; reinitializing.*ready to accept connections/s,
-        $log_offset);
-    $kills++;
+    my $how = crash_source_node($node,
+        $round == $stop_round ? 'immediate' : $round % 2 ? 'in a batch' : 'at random',
+        may_find_none => 1);
+    $stops++    if $how eq 'immediate';
+    $kills++    if $how eq 'in a batch' || $how eq 'at random';
+    $in_batch++ if $how eq 'in a batch';
 }
 ok($workload->finish, 'the workload ran to its end') or diag($wl_err);
 diag("$kills kills ($in_batch of the worker caught applying a batch), $stops immediate stop");
