@@ -199,23 +199,18 @@ SELECT streamproc.create_kafka_source('x', 'ks_bids', :'brokers', 't', options =
 SELECT streamproc.create_kafka_source('x', 'ks_bids', :'brokers', 't', options => '[]');
 -- unsecured JWT tokens: librdkafka 2.0 would parse the config only in the
 -- worker (and crash on a bad one), so it is checked here, never repeated
-SELECT streamproc.create_kafka_source('x', 'ks_bids', :'brokers', 't', options => '{"security.protocol": "SASL_PLAINTEXT",
-         "sasl.mechanisms": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": "true",
-         "sasl.oauthbearer.config": "principal=x s3cr3t=1"}');
-SELECT streamproc.create_kafka_source('x', 'ks_bids', :'brokers', 't', options => '{"security.protocol": "SASL_PLAINTEXT",
-         "sasl.mechanisms": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": "true",
-         "sasl.oauthbearer.config": "scope=a,b lifeSeconds=60"}');
-SELECT streamproc.create_kafka_source('x', 'ks_bids', :'brokers', 't', options => '{"security.protocol": "SASL_PLAINTEXT",
-         "sasl.mechanisms": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": "true",
-         "sasl.oauthbearer.config": "principal=x lifeSeconds=-5"}');
-SELECT streamproc.create_kafka_source('x', 'ks_bids', :'brokers', 't', options => '{"security.protocol": "SASL_PLAINTEXT",
-         "sasl.mechanisms": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": "true",
-         "sasl.oauthbearer.config": "principal=x extension_auth=y"}');
+PREPARE jwt_source(text) AS
+SELECT streamproc.create_kafka_source('x', 'ks_bids', :'brokers', 't', options => jsonb_build_object(
+         'security.protocol', 'SASL_PLAINTEXT', 'sasl.mechanisms', 'OAUTHBEARER',
+         'enable.sasl.oauthbearer.unsecure.jwt', 'true', 'sasl.oauthbearer.config', $1));
+EXECUTE jwt_source('principal=x s3cr3t=1');
+EXECUTE jwt_source('scope=a,b lifeSeconds=60');
+EXECUTE jwt_source('principal=x lifeSeconds=-5');
+EXECUTE jwt_source('principal=x extension_auth=y');
 BEGIN;
-SELECT streamproc.create_kafka_source('jwt_ok', 'ks_bids', :'brokers', 't', options => '{"security.protocol": "SASL_PLAINTEXT",
-         "sasl.mechanisms": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": "true",
-         "sasl.oauthbearer.config": "principalClaimName=azp principal=admin scopeClaimName=roles scope=r1,r2 lifeSeconds=600 extension_traceId=123"}');
+EXECUTE jwt_source('principalClaimName=azp principal=admin scopeClaimName=roles scope=r1,r2 lifeSeconds=600 extension_traceId=123');
 ROLLBACK;
+DEALLOCATE jwt_source;
 SELECT streamproc.start_source('no_such_source');
 SELECT streamproc.stop_source('no_such_source');
 SELECT streamproc.drop_source('no_such_source');
