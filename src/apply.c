@@ -122,8 +122,6 @@ typedef struct StreamEntry
 	AttrNumber	event_time_att;
 	MemoryContext cxt;
 	List	   *views;			/* CompiledView * */
-	Bitmapset  *columns;		/* stream columns some view reads ... */
-	bool		all_columns;	/* ... or all of them */
 	List	   *deps;			/* relation OIDs whose invalidation matters */
 } StreamEntry;
 
@@ -280,67 +278,37 @@ check_state_index(Relation index, SpViewShape *shape, Oid view_relid)
 				 errhint("Drop the continuous view and create it again.")));
 }
 
-/* the stream's columns a view's query reads (see set_view_columns) */
-typedef struct ColumnsContext
-{
-	Index		rti;
-	Bitmapset  *columns;
-	bool		all;
-} ColumnsContext;
-
-static bool
-columns_walker(Node *node, ColumnsContext *ctx)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, Var))
-	{
-		Var		   *v = (Var *) node;
-
-		if (v->varno == ctx->rti && v->varlevelsup == 0)
-		{
-			if (v->varattno <= 0)
-				ctx->all = true;	/* the whole row, or a system column */
-			else
-				ctx->columns = bms_add_member(ctx->columns, v->varattno);
-		}
-		return false;
-	}
-	/* a subquery could see the stream's columns from above: take them all */
-	if (IsA(node, Query))
-	{
-		ctx->all = true;
-		return false;
-	}
-	return expression_tree_walker(node, columns_walker, (void *) ctx);
-}
-
 /*
  * The stream columns the view's plans read; a COPY need not convert the
- * others if they cannot fail (see stream_copy.c).  The late-row plan keeps
- * whole rows.
+ * others if they cannot fail (see stream_copy.c).  Parse analysis marked
+ * them in selectedCols of the stream's range table entries (a subquery's
+ * references from below included); a whole-row or system column counts as
+ * all.  The late-row plan keeps whole rows.
  */
 static void
 set_view_columns(CompiledView *cv, SpViewShape *shape)
 {
-	ColumnsContext ctx = {0, NULL, false};
 	ListCell   *lc;
-	Index		rti = 0;
 
+	cv->columns = NULL;
+	cv->all_columns = cv->late_plan != NULL;
 	foreach(lc, shape->query->rtable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+		int			x = -1;
 
-		rti++;
-		if (rte->rtekind == RTE_RELATION && rte->relid == shape->stream)
-			ctx.rti = rti;
+		if (rte->rtekind != RTE_RELATION || rte->relid != shape->stream)
+			continue;
+		while ((x = bms_next_member(rte->selectedCols, x)) >= 0)
+		{
+			AttrNumber	att = x + FirstLowInvalidHeapAttributeNumber;
+
+			if (att <= 0)
+				cv->all_columns = true;
+			else
+				cv->columns = bms_add_member(cv->columns, att);
+		}
 	}
-	if (ctx.rti == 0 || cv->late_plan != NULL)
-		ctx.all = true;
-	else
-		(void) query_tree_walker(shape->query, columns_walker, (void *) &ctx, 0);
-	cv->columns = ctx.columns;
-	cv->all_columns = ctx.all;
 }
 
 /*
@@ -521,8 +489,6 @@ stream_entry(Oid stream)
 		ListCell   *lc;
 
 		retire_entry(entry);
-		entry->columns = NULL;
-		entry->all_columns = false;
 		cxt = AllocSetContextCreate(TopMemoryContext, "streamproc stream views",
 									ALLOCSET_DEFAULT_SIZES);
 		old = MemoryContextSwitchTo(cxt);
@@ -540,8 +506,6 @@ stream_entry(Oid stream)
 				if (cv == NULL)
 					continue;
 				views = lappend(views, cv);
-				entry->all_columns |= cv->all_columns;
-				entry->columns = bms_add_members(entry->columns, cv->columns);
 			}
 		}
 		PG_CATCH();
@@ -589,9 +553,18 @@ Bitmapset *
 sp_stream_view_columns(Oid stream, bool *all)
 {
 	StreamEntry *entry = stream_entry(stream);
+	Bitmapset  *columns = NULL;
+	ListCell   *lc;
 
-	*all = entry->all_columns;
-	return bms_copy(entry->columns);
+	*all = false;
+	foreach(lc, entry->views)
+	{
+		CompiledView *cv = lfirst(lc);
+
+		*all |= cv->all_columns;
+		columns = bms_add_members(columns, cv->columns);
+	}
+	return columns;
 }
 
 /* ------------------------------------------------------------------------
