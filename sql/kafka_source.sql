@@ -207,8 +207,22 @@ EXECUTE jwt_source('principal=x s3cr3t=1');
 EXECUTE jwt_source('scope=a,b lifeSeconds=60');
 EXECUTE jwt_source('principal=x lifeSeconds=-5');
 EXECUTE jwt_source('principal=x extension_auth=y');
+EXECUTE jwt_source('principal=x principal=y');
+EXECUTE jwt_source('principal=a"b');
+EXECUTE jwt_source('principal=');
+EXECUTE jwt_source('principal=x bare');
+EXECUTE jwt_source('principal=x lifeSeconds=0');
+EXECUTE jwt_source('principal=x lifeSeconds=1234567890');
+EXECUTE jwt_source('principal=x extension_a1=y');
+EXECUTE jwt_source('principal=x extension_t=é');
+EXECUTE jwt_source('principal=x extension_t=1 extension_t=2');
 BEGIN;
-EXECUTE jwt_source('principalClaimName=azp principal=admin scopeClaimName=roles scope=r1,r2 lifeSeconds=600 extension_traceId=123');
+EXECUTE jwt_source('principalClaimName=azp principal=admin scopeClaimName=roles scope=r1,r2 lifeSeconds=600 extension_traceId=123 extension_empty=');
+ROLLBACK;
+-- the config is librdkafka's own when unsecured JWT tokens are off
+BEGIN;
+SELECT streamproc.create_kafka_source('x', 'ks_bids', :'brokers', 't',
+         options => '{"sasl.oauthbearer.config": "anything goes"}');
 ROLLBACK;
 DEALLOCATE jwt_source;
 SELECT streamproc.start_source('no_such_source');

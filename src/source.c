@@ -142,57 +142,94 @@ sp_check_source_stream(const char *name, Oid stream)
  * tokens as it is, then parses it in a consumer's background thread, where
  * a malformed one crashes the process (and so the whole server) and has its
  * text repeated in an error event.  Its grammar is checked here instead,
- * without repeating the value (it may hold a secret): space-separated
- * name=value pairs, principal required, principalClaimName, scope,
- * scopeClaimName, lifeSeconds (a positive number of seconds) and
- * extension_NAME (NAME in letters, not "auth").
+ * at creation and again before a worker makes its consumer (a restored or
+ * edited catalog row), without repeating the value (it may hold a secret):
+ * space-separated name=value pairs, each name once, principal required,
+ * principalClaimName, scope and scopeClaimName (no '"' in their values),
+ * lifeSeconds (a positive number of seconds) and extension_NAME (NAME in
+ * letters, not "auth"; the value in printable ASCII).
+ *
+ * Returns 0 if the configuration is fine (or not used), the number of the
+ * first bad item, or -1 if principal is missing.
  */
-static void
-check_unsecured_jwt_config(const char *config)
+int
+sp_kafka_jwt_problem(rd_kafka_conf_t *conf)
 {
-	char	   *copy = pstrdup(config);
+	static const char *const names[] = {
+		"principal", "principalClaimName", "scope", "scopeClaimName", "lifeSeconds"
+	};
+	bool		seen[lengthof(names)] = {false};
+	char		jwt[16];
+	size_t		len = sizeof(jwt);
+	char	   *config;
 	char	   *save = NULL;
 	char	   *pair;
-	bool		principal = false;
+	List	   *extensions = NIL;
 	int			n = 0;
 
-	for (pair = strtok_r(copy, " ", &save); pair; pair = strtok_r(NULL, " ", &save))
+	if (rd_kafka_conf_get(conf, "enable.sasl.oauthbearer.unsecure.jwt", jwt, &len) != RD_KAFKA_CONF_OK ||
+		strcmp(jwt, "true") != 0)
+		return 0;
+	len = 0;
+	if (rd_kafka_conf_get(conf, "sasl.oauthbearer.config", NULL, &len) != RD_KAFKA_CONF_OK || len <= 1)
+		return 0;
+	config = palloc(len);
+	(void) rd_kafka_conf_get(conf, "sasl.oauthbearer.config", config, &len);
+
+	for (pair = strtok_r(config, " ", &save); pair; pair = strtok_r(NULL, " ", &save))
 	{
 		char	   *eq = strchr(pair, '=');
-		const char *name = pair;
 		const char *value;
-		bool		ok = eq != NULL && eq > pair && eq[1] != '\0';
+		int			i;
+		bool		ok = false;
 
 		n++;
-		if (ok)
+		if (eq == NULL || eq == pair)
+			return n;
+		*eq = '\0';
+		value = eq + 1;
+		if (strncmp(pair, "extension_", 10) == 0)
 		{
-			*eq = '\0';
-			value = eq + 1;
-			if (strcmp(name, "principal") == 0)
-				principal = true;
-			else if (strcmp(name, "lifeSeconds") == 0)
-				ok = strspn(value, "0123456789") == strlen(value) && strlen(value) <= 9 &&
-					atoi(value) > 0;
-			else if (strncmp(name, "extension_", 10) == 0)
-				ok = name[10] != '\0' && strcmp(name + 10, "auth") != 0 &&
-					strspn(name + 10, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == strlen(name + 10);
-			else
-				ok = strcmp(name, "principalClaimName") == 0 || strcmp(name, "scope") == 0 ||
-					strcmp(name, "scopeClaimName") == 0;
+			const char *name = pair + 10;
+			const char *c;
+
+			ok = name[0] != '\0' && strcmp(name, "auth") != 0 &&
+				strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == strlen(name) &&
+				!list_member(extensions, makeString((char *) name));
+			for (c = value; ok && *c; c++)
+				ok = *c >= 0x21 && *c <= 0x7e;
+			extensions = lappend(extensions, makeString((char *) name));
+		}
+		for (i = 0; i < lengthof(names); i++)
+		{
+			if (strcmp(pair, names[i]) != 0)
+				continue;
+			ok = !seen[i] && value[0] != '\0' &&
+				(strcmp(pair, "lifeSeconds") == 0
+				 ? strspn(value, "0123456789") == strlen(value) && strlen(value) <= 9 && atoi(value) > 0
+				 : strchr(value, '"') == NULL);
+			seen[i] = true;
 		}
 		if (!ok)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid Kafka option \"sasl.oauthbearer.config\": item %d is not a setting of unsecured JWT tokens", n),
-					 errdetail("The value is not shown: the option holds a secret."),
-					 errhint("Write space-separated name=value pairs: principal (required), principalClaimName, scope, scopeClaimName, lifeSeconds, extension_NAME.")));
+			return n;
 	}
-	if (!principal)
+	return seen[0] ? 0 : -1;
+}
+
+/* the error for a problem sp_kafka_jwt_problem found */
+void
+sp_kafka_jwt_error(int problem)
+{
+	if (problem < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid Kafka option \"sasl.oauthbearer.config\": no principal"),
 				 errhint("Unsecured JWT tokens need principal=NAME.")));
-	pfree(copy);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid Kafka option \"sasl.oauthbearer.config\": item %d is not a setting of unsecured JWT tokens", problem),
+			 errdetail("The value is not shown: the option holds a secret."),
+			 errhint("Write space-separated name=value pairs, each name once: principal (required), principalClaimName, scope, scopeClaimName, lifeSeconds, extension_NAME.")));
 }
 
 /*
@@ -209,6 +246,7 @@ check_kafka_options(Jsonb *options)
 	JsonbIteratorToken tok;
 	char		errstr[512];
 	char	   *key = NULL;
+	int			problem;
 
 	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
 		ereport(ERROR,
@@ -258,25 +296,10 @@ check_kafka_options(Jsonb *options)
 					 errhint("options are passed to librdkafka; see its CONFIGURATION.md for the settings.")));
 		}
 	}
-	{
-		char		jwt[16];
-		size_t		jwt_len = sizeof(jwt);
-		size_t		len = 0;
-
-		if (rd_kafka_conf_get(conf, "enable.sasl.oauthbearer.unsecure.jwt", jwt, &jwt_len) == RD_KAFKA_CONF_OK &&
-			strcmp(jwt, "true") == 0 &&
-			rd_kafka_conf_get(conf, "sasl.oauthbearer.config", NULL, &len) == RD_KAFKA_CONF_OK &&
-			len > 1)
-		{
-			char	   *config = palloc(len);
-
-			(void) rd_kafka_conf_get(conf, "sasl.oauthbearer.config", config, &len);
-			rd_kafka_conf_destroy(conf);
-			check_unsecured_jwt_config(config);
-			return;
-		}
-	}
+	problem = sp_kafka_jwt_problem(conf);
 	rd_kafka_conf_destroy(conf);
+	if (problem != 0)
+		sp_kafka_jwt_error(problem);
 }
 
 /* the text of a jsonb scalar as librdkafka wants it, or NULL */

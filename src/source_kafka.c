@@ -46,6 +46,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
@@ -152,12 +153,15 @@ on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	Source	   *src = current;
 	char	   *msg;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 
 	if (src == NULL)
 		return;
+	now = GetCurrentTimestamp();
 	msg = psprintf("Kafka: %s", reason);
-	strlcpy(src->kafka_reason, reason, sizeof(src->kafka_reason));
+	/* (cut at a character boundary: it goes into messages) */
+	strlcpy(src->kafka_reason, reason,
+			pg_mbcliplen(reason, strlen(reason), sizeof(src->kafka_reason) - 1) + 1);
 	src->kafka_error = true;
 	sp_worker_report_error(src->slot, msg);
 	/* the catalog copy at most every 10 seconds: errors repeat while down */
@@ -168,6 +172,16 @@ on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		sp_source_record_error(src->id, msg);
 	}
 	pfree(msg);
+}
+
+/* the brokers answer again, or messages flow: the trouble is over */
+static void
+kafka_recovered(Source *src)
+{
+	src->kafka_error = false;
+	src->kafka_reason[0] = '\0';
+	if (src->slot->in_error)
+		sp_worker_report_error(src->slot, NULL);
 }
 
 static void
@@ -273,6 +287,7 @@ create_consumer(Source *src)
 	ListCell   *n;
 	ListCell   *v;
 	char		batch[32];
+	int			problem;
 
 	conf_set(conf, "bootstrap.servers", src->brokers);
 	conf_set(conf, "client.id", psprintf("streamproc-%s", src->name));
@@ -309,6 +324,12 @@ create_consumer(Source *src)
 	rd_kafka_conf_set_error_cb(conf, on_kafka_error);
 	rd_kafka_conf_set_log_cb(conf, on_kafka_log);
 
+	/* as at creation: librdkafka would crash on a bad one (a restored row) */
+	if ((problem = sp_kafka_jwt_problem(conf)) != 0)
+	{
+		rd_kafka_conf_destroy(conf);
+		sp_kafka_jwt_error(problem);
+	}
 	src->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	if (src->rk == NULL)
 		ereport(ERROR,
@@ -350,15 +371,54 @@ unassign(Source *src)
 	src->assigned = false;
 }
 
+/*
+ * Ask the brokers for the topic: its partition count, and whether each of
+ * this worker's partitions has a leader.  Returns the request's error;
+ * *topic_err receives the topic's.  Never raises one.
+ */
+static rd_kafka_resp_err_t
+topic_metadata(Source *src, int timeout_ms, int *count, bool *ours_led,
+			   rd_kafka_resp_err_t *topic_err)
+{
+	const struct rd_kafka_metadata *md;
+	const struct rd_kafka_metadata_topic *t;
+	rd_kafka_resp_err_t err;
+	int			i;
+	int			j;
+
+	err = rd_kafka_metadata(src->rk, 0, src->rkt, &md, timeout_ms);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return err;
+	*topic_err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+	*count = 0;
+	*ours_led = false;
+	if (*topic_err == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		t = &md->topics[0];
+		*count = t->partition_cnt;
+		*ours_led = true;
+		for (i = 0; i < src->nparts && *ours_led; i++)
+		{
+			*ours_led = false;
+			for (j = 0; j < t->partition_cnt; j++)
+				if (t->partitions[j].id == src->parts[i].id)
+					*ours_led = t->partitions[j].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+						t->partitions[j].leader >= 0;
+		}
+	}
+	rd_kafka_metadata_destroy(md);
+	return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 /* the topic's partition count, or an error */
 static int
 topic_partition_count(Source *src, int timeout_ms)
 {
-	const struct rd_kafka_metadata *md;
-	rd_kafka_resp_err_t err;
 	int			count;
+	bool		ours_led;
+	rd_kafka_resp_err_t terr;
+	rd_kafka_resp_err_t err = topic_metadata(src, timeout_ms, &count, &ours_led, &terr);
 
-	err = rd_kafka_metadata(src->rk, 0, src->rkt, &md, timeout_ms);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		/*
@@ -375,18 +435,11 @@ topic_partition_count(Source *src, int timeout_ms)
 						src->kafka_reason[0] ? "; the brokers' last error: " : "", src->kafka_reason),
 				 errhint("The source retries by itself; check that the brokers are reachable.")));
 	}
-	if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
-	{
-		rd_kafka_resp_err_t terr = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-
-		rd_kafka_metadata_destroy(md);
+	if (terr != RD_KAFKA_RESP_ERR_NO_ERROR)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("Kafka topic \"%s\" is not available: %s", src->topic, rd_kafka_err2str(terr)),
 				 errhint("Create the topic, or check its name; the source retries by itself.")));
-	}
-	count = md->topics[0].partition_cnt;
-	rd_kafka_metadata_destroy(md);
 	return count;
 }
 
@@ -696,12 +749,13 @@ apply_rows(Source *src, Rows *rows, int from, int to, bool with_inputs)
 static void
 forget_dead_event_times(Source *src, Rows *rows, List *dead)
 {
-	bool	   *is_dead = palloc0(sizeof(bool) * Max(src->nmsgs, 1));
+	bool	   *is_dead;
 	ListCell   *lc;
 	int			r;
 
 	if (src->event_time_att == InvalidAttrNumber)
 		return;
+	is_dead = palloc0(sizeof(bool) * src->nmsgs);
 	foreach(lc, dead)
 		is_dead[((DeadLetter *) lfirst(lc))->msg] = true;
 	for (r = 0; r < src->nparts; r++)
@@ -945,10 +999,7 @@ apply_messages(Source *src)
 	src->slot->rows_total += src->nmsgs;
 	drop_batch_messages(src);
 	/* messages flow: whatever went wrong before is over */
-	src->kafka_error = false;
-	src->kafka_reason[0] = '\0';
-	if (src->slot->in_error)
-		sp_worker_report_error(src->slot, NULL);
+	kafka_recovered(src);
 }
 
 /* ------------------------------------------------------------------------
@@ -1141,27 +1192,21 @@ tick(Source *src)
 
 	/*
 	 * After broker trouble: healthy again once the brokers answer for the
-	 * topic.  A metadata request waits no longer than it is told to; a
-	 * watermark query would not do here, since librdkafka (before 2.3)
-	 * retries it for as long as the partition's broker is down, and the
-	 * worker would hang, deaf to stop_source and to shutdown.
+	 * topic and every partition of this worker has a leader.  A metadata
+	 * request waits no longer than it is told to; a watermark query would
+	 * not do here, since librdkafka (before 2.3) retries it for as long as
+	 * the partition's broker is down, and the worker would hang, deaf to
+	 * stop_source and to shutdown.
 	 */
-	if (src->kafka_error || src->slot->in_error)
+	if (src->kafka_error)
 	{
-		const struct rd_kafka_metadata *md;
+		int			count;
+		bool		ours_led;
+		rd_kafka_resp_err_t terr;
 
-		if (rd_kafka_metadata(src->rk, 0, src->rkt, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR)
-		{
-			bool		answered = md->topic_cnt == 1 &&
-				md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
-
-			rd_kafka_metadata_destroy(md);
-			if (answered)
-			{
-				src->kafka_error = false;
-				sp_worker_report_error(src->slot, NULL);
-			}
-		}
+		if (topic_metadata(src, 500, &count, &ours_led, &terr) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+			terr == RD_KAFKA_RESP_ERR_NO_ERROR && ours_led)
+			kafka_recovered(src);
 	}
 
 	/* partitions added to the topic */
