@@ -476,34 +476,63 @@ add_row(Derived *d, HeapTuple tup, int weight, int change)
 	d->nrows++;
 }
 
+/* the least event time of the rows, for a row taken back */
+static void
+note_taken_back(PgSource *src, Derived *d, HeapTuple tup)
+{
+	bool		isnull;
+	TimestampTz t;
+
+	if (src->event_time_att == InvalidAttrNumber)
+		return;
+	/* counted rows passed check_event_time: never NULL nor infinite */
+	t = DatumGetTimestampTz(heap_getattr(tup, src->event_time_att, src->desc, &isnull));
+	if (!d->has_min_event_time || t < d->min_event_time)
+	{
+		d->has_min_event_time = true;
+		d->min_event_time = t;
+	}
+}
+
 /* take a row counted under e back k times (of its e->n) */
 static void
-take_back(Derived *d, Entry *e, HeapTuple tup, int k, int change)
+take_back(PgSource *src, Derived *d, Entry *e, HeapTuple tup, int k, int change)
 {
 	int			i;
 
+	note_taken_back(src, d, tup);
 	for (i = 0; i < k; i++)
 		add_row(d, tup, -1, change);
 	e->n -= k;
 }
 
-/* check the event time of a row to be counted; an error text or NULL */
+/*
+ * Check the event time of a row to be counted, and take it into the
+ * derived rows' least and greatest; an error text or NULL.
+ */
 static char *
-check_event_time(PgSource *src, HeapTuple tup, bool *has, TimestampTz *max)
+check_event_time(PgSource *src, HeapTuple tup, Derived *d)
 {
 	bool		isnull;
-	Datum		d;
+	Datum		v;
+	TimestampTz t;
 	char	   *error;
 
 	if (src->event_time_att == InvalidAttrNumber)
 		return NULL;
-	d = heap_getattr(tup, src->event_time_att, src->desc, &isnull);
-	if ((error = sp_event_time_error(src->desc, src->event_time_att, d, isnull)) != NULL)
+	v = heap_getattr(tup, src->event_time_att, src->desc, &isnull);
+	if ((error = sp_event_time_error(src->desc, src->event_time_att, v, isnull)) != NULL)
 		return error;
-	if (!*has || DatumGetTimestampTz(d) > *max)
+	t = DatumGetTimestampTz(v);
+	if (!d->has_event_time || t > d->max_event_time)
 	{
-		*has = true;
-		*max = DatumGetTimestampTz(d);
+		d->has_event_time = true;
+		d->max_event_time = t;
+	}
+	if (!d->has_min_event_time || t < d->min_event_time)
+	{
+		d->has_min_event_time = true;
+		d->min_event_time = t;
 	}
 	return NULL;
 }
@@ -635,8 +664,6 @@ derive_one(PgSource *src, Change *changes, int i, Derived *d)
 	HeapTuple	retract_old = NULL;
 	HeapTuple	retract_new = NULL;
 	char	   *error;
-	bool		has_time;
-	TimestampTz max_time;
 
 	switch (c->kind)
 	{
@@ -665,6 +692,7 @@ derive_one(PgSource *src, Change *changes, int i, Derived *d)
 					if (e2->n <= 0)
 						continue;
 					tup = make_tuple(src, e2->vals);
+					note_taken_back(src, d, tup);
 					for (k = 0; k < e2->n; k++)
 						add_row(d, tup, -1, i);
 				}
@@ -681,7 +709,7 @@ derive_one(PgSource *src, Change *changes, int i, Derived *d)
 				return "the deleted row's key is unknown";
 			old = entry(src, c->oldkey);
 			if (old->n > 0)
-				take_back(d, old, make_tuple(src, old->vals), c->by_values ? 1 : old->n, i);
+				take_back(src, d, old, make_tuple(src, old->vals), c->by_values ? 1 : old->n, i);
 			if (!c->by_values)
 				old->latest = NULL;
 			return NULL;
@@ -711,19 +739,15 @@ derive_one(PgSource *src, Change *changes, int i, Derived *d)
 			if (!c->by_values && new != old && new->n > 0)
 				retract_new = make_tuple(src, new->vals);
 			add = make_tuple(src, vals);
-			has_time = d->has_event_time;
-			max_time = d->max_event_time;
-			error = check_event_time(src, add, &has_time, &max_time);
+			error = check_event_time(src, add, d);
 			if (error)
 				return error;
-			d->has_event_time = has_time;
-			d->max_event_time = max_time;
 
 			/* all converted: now the rows and the copy */
 			if (retract_old)
-				take_back(d, old, retract_old, c->by_values ? 1 : old->n, i);
+				take_back(src, d, old, retract_old, c->by_values ? 1 : old->n, i);
 			if (retract_new)
-				take_back(d, new, retract_new, new->n, i);
+				take_back(src, d, new, retract_new, new->n, i);
 			add_row(d, add, 1, i);
 			new->vals = vals;
 			new->n = c->by_values ? Max(new->n, 0) + 1 : 1;
@@ -818,26 +842,11 @@ apply_rows(PgSource *src, Derived *d, int to, bool with_inputs)
 		sp_batch_add(&batch, d->tuples[r], d->weights[r]);
 	/*
 	 * The least event time of the rows, added or taken back (both can be
-	 * late): a batch with none behind the watermark's open windows skips
-	 * looking for late rows.  Every row passed check_event_time when it was
-	 * counted; should one not have, the views look.
+	 * late), of the whole derivation (a bound for any prefix): a batch with
+	 * none behind the watermark's open windows skips looking for late rows.
 	 */
-	if (src->event_time_att != InvalidAttrNumber)
-	{
-		batch.has_min_event_time = true;
-		batch.min_event_time = DT_NOEND;
-		for (r = 0; r < to && batch.has_min_event_time; r++)
-		{
-			bool		isnull;
-			TimestampTz t = DatumGetTimestampTz(heap_getattr(d->tuples[r], src->event_time_att,
-															 src->desc, &isnull));
-
-			if (isnull || TIMESTAMP_NOT_FINITE(t))
-				batch.has_min_event_time = false;
-			else if (t < batch.min_event_time)
-				batch.min_event_time = t;
-		}
-	}
+	batch.has_min_event_time = d->has_min_event_time;
+	batch.min_event_time = d->min_event_time;
 	if (with_inputs)
 	{
 		input.name = src->input;

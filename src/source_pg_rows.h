@@ -79,7 +79,9 @@ typedef struct Derived
 	int			nrows;
 	int			cap;
 	bool		has_event_time;
-	TimestampTz max_event_time;
+	TimestampTz max_event_time; /* of the rows counted */
+	bool		has_min_event_time;
+	TimestampTz min_event_time; /* of the rows counted or taken back */
 } Derived;
 
 typedef struct PgSource
