@@ -1672,8 +1672,8 @@ two_digits(const char *p, int *v)
  * false and goes through timestamptz_in, which gives the same result for
  * every string this accepts.
  */
-bool
-sp_fast_timestamptz(const char *str, TimestampTz *result)
+static bool
+fast_timestamptz(const char *str, TimestampTz *result)
 {
 	const char *p = str;
 	int			y1, y2, mon, day, hour, min, sec;
@@ -1783,7 +1783,7 @@ sp_input_direct(SpInputKind kind, char *str, Datum *value)
 			*value = PointerGetDatum(cstring_to_text(str));
 			return true;
 		case SP_INPUT_TIMESTAMPTZ:
-			if (!sp_fast_timestamptz(str, &ts))
+			if (!fast_timestamptz(str, &ts))
 				return false;
 			*value = TimestampTzGetDatum(ts);
 			return true;

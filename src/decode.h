@@ -60,18 +60,11 @@ extern int	sp_decode_changes(SpDecoder *d, const char *data, size_t len,
 /* the column whose input function was running when an ERROR escaped sp_decode_changes, or NULL */
 extern const char *sp_decoder_column(SpDecoder *d);
 
-/*
- * The common text form of a timestamptz, "YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}]"
- * with a zone (Z, +HH, +HH:MM, +HHMM), parsed without timestamptz_in; the
- * same value timestamptz_in gives.  false for anything else (no zone, a
- * zone name, 'infinity', ...): use the input function then.
- */
-extern bool sp_fast_timestamptz(const char *str, TimestampTz *result);
 
 /*
  * Column types whose text form is converted without fmgr, giving exactly
  * what their input functions give (int2in, int4in, int8in, textin: the
- * same calls; timestamptz: sp_fast_timestamptz, when it applies).  Only the
+ * same calls; timestamptz: its common ISO form with a zone).  Only the
  * types themselves, never a domain over them or a typmod.
  */
 typedef enum SpInputKind

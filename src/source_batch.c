@@ -86,6 +86,14 @@ sp_error_text(ErrorData *edata)
 		: pstrdup(edata->message);
 }
 
+/* a conversion error for a dead letter, naming the column if known */
+char *
+sp_column_error_text(const char *column, ErrorData *edata)
+{
+	return column ? psprintf("column \"%s\": %s", column, edata->message)
+		: pstrdup(edata->message);
+}
+
 /*
  * Why a row's event time cannot be counted (the text of its dead letter),
  * or NULL if it can.

@@ -45,6 +45,7 @@ extern void sp_subxact_begin(SpSubxact *sx, MemoryContext cxt);
 extern void sp_subxact_end(SpSubxact *sx, bool keep);
 extern ErrorData *sp_subxact_catch(SpSubxact *sx);
 extern char *sp_error_text(ErrorData *edata);
+extern char *sp_column_error_text(const char *column, ErrorData *edata);
 extern char *sp_event_time_error(TupleDesc desc, AttrNumber att, Datum value, bool isnull);
 extern void sp_write_dead_letter(const char *source, const SpDeadLetter *d);
 

@@ -700,8 +700,7 @@ decode_messages(Source *src, int from, Rows *rows, List **dead)
 		ErrorData  *edata = sp_subxact_catch(&sx);
 		const char *col = sp_decoder_column(src->decoder);
 
-		add_dead_letter(dead, i,
-						col ? psprintf("column \"%s\": %s", col, edata->message) : edata->message);
+		add_dead_letter(dead, i, sp_column_error_text(col, edata));
 		find_partition(src, src->msgs[i]->partition)->dead++;
 		return i;
 	}

@@ -816,12 +816,10 @@ derive(PgSource *src, Change *changes, int n, char **dead, Derived *d)
 			/* its rows so far go; the copy was not touched yet */
 			while (d->nrows > 0 && d->change[d->nrows - 1] == i)
 				d->nrows--;
-			dead[i] = att >= 0
-				? MemoryContextStrdup(src->batch_cxt,
-									  psprintf("column \"%s\": %s",
-											   NameStr(TupleDescAttr(src->desc, att)->attname),
-											   edata->message))
-				: MemoryContextStrdup(src->batch_cxt, edata->message);
+			MemoryContextSwitchTo(src->batch_cxt);
+			dead[i] = sp_column_error_text(att >= 0 ? NameStr(TupleDescAttr(src->desc, att)->attname) : NULL,
+										   edata);
+			MemoryContextSwitchTo(src->derive_cxt);
 			remember_set_aside(src, &changes[i]);
 			i++;
 		}
