@@ -164,6 +164,22 @@ sp_kick_database(Oid dboid)
 		SetLatch(latch);
 }
 
+/*
+ * The supervisor of dboid is about to read the catalog: kicks so far are
+ * answered (a later one stays set; see the launcher's reaping).
+ */
+void
+sp_clear_kick(Oid dboid)
+{
+	SpDbSlot   *s;
+
+	LWLockAcquire(sp_shared->lock, LW_EXCLUSIVE);
+	s = db_slot(dboid, false);
+	if (s != NULL)
+		s->kicked = false;
+	LWLockRelease(sp_shared->lock);
+}
+
 static bool kick_at_commit = false;
 
 static void

@@ -157,6 +157,7 @@ sp_source_worker_loop(int32 source_id, SpWorkerSlot *slot, MemoryContext cxt,
 			}
 			PG_CATCH();
 			{
+				MemoryContextSwitchTo(old);
 				FlushErrorState();
 			}
 			PG_END_TRY();

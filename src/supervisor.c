@@ -122,11 +122,7 @@ reconcile(void)
 	 * set, so that the launcher starts the supervisor again should this one
 	 * stop before it has looked once more.
 	 */
-	LWLockAcquire(sp_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < (uint64) sp_shared->nslots; i++)
-		if (sp_shared->dbs[i].dboid == MyDatabaseId)
-			sp_shared->dbs[i].kicked = false;
-	LWLockRelease(sp_shared->lock);
+	sp_clear_kick(MyDatabaseId);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();

@@ -64,6 +64,7 @@ extern SpShared *sp_shared;
 
 extern void sp_workers_init(void);
 extern void sp_kick_database(Oid dboid);
+extern void sp_clear_kick(Oid dboid);
 extern void sp_pause_database(Oid dboid);
 extern void sp_request_kick_at_commit(void);
 extern void sp_workers_utility(Node *parsetree);
