@@ -127,6 +127,21 @@ COPY cp_part FROM STDIN;
 ALTER TABLE cp_parted DETACH PARTITION cp_part;
 DROP TABLE cp_parted;
 
+-- a row trigger on the stream: PostgreSQL's COPY fires it for each row
+CREATE FUNCTION cp_part_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'row % %', NEW.k, NEW.t;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER cp_part_seen BEFORE INSERT ON cp_part FOR EACH ROW EXECUTE FUNCTION cp_part_seen();
+COPY cp_part FROM STDIN;
+6	fired
+7	twice
+\.
+\echo :ROW_COUNT
+DROP TRIGGER cp_part_seen ON cp_part;
+DROP FUNCTION cp_part_seen();
+
 -- text no view reads is not converted; the views still get what they read
 SELECT streamproc.create_stream('cp_narrow', 'k int, note text, v int, u int, label text');
 SELECT streamproc.create_view('cp_narrow_v', 'SELECT k, sum(v) AS v, count(*) FROM cp_narrow GROUP BY k');

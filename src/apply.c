@@ -672,6 +672,19 @@ insert_state(MergeReceiver *r, TupleTableSlot *out)
 	ExecInsertIndexTuples(r->rri, out, r->estate, false, false, NULL, NIL);
 }
 
+/* the state row at tid becomes out (HOT when no indexed column changed) */
+static void
+update_state(MergeReceiver *r, ItemPointer tid, TupleTableSlot *out)
+{
+	bool		update_indexes;
+
+	ExecStoreVirtualTuple(out);
+	simple_table_tuple_update(r->rel, tid, out, r->estate->es_snapshot, &update_indexes);
+	/* update = false: the unchanged-index hint would need a range table */
+	if (update_indexes)
+		ExecInsertIndexTuples(r->rri, out, r->estate, false, false, NULL, NIL);
+}
+
 /* One group of a tumble/hop/plain view: insert it, or combine it in. */
 static void
 merge_group(MergeReceiver *r, TupleTableSlot *slot)
@@ -697,7 +710,6 @@ merge_group(MergeReceiver *r, TupleTableSlot *slot)
 	else
 	{
 		TupleTableSlot *old = r->found;
-		bool		update_indexes;
 		int64		rows;
 
 		slot_getallattrs(old);
@@ -721,12 +733,7 @@ merge_group(MergeReceiver *r, TupleTableSlot *slot)
 			combine_states(r, old, slot, out);
 		out->tts_values[rowscol] = Int64GetDatum(rows);
 		out->tts_isnull[rowscol] = false;
-		ExecStoreVirtualTuple(out);
-		simple_table_tuple_update(r->rel, &old->tts_tid, out,
-								  r->estate->es_snapshot, &update_indexes);
-		/* update = false: the unchanged-index hint would need a range table */
-		if (update_indexes)
-			ExecInsertIndexTuples(r->rri, out, r->estate, false, false, NULL, NIL);
+		update_state(r, &old->tts_tid, out);
 	}
 }
 
@@ -799,15 +806,7 @@ merge_session(MergeReceiver *r, TupleTableSlot *p)
 	out->tts_values[rowscol + 1] = TimestampTzGetDatum(pend);
 	out->tts_isnull[rowscol + 1] = false;
 	if (absorbed)
-	{
-		bool		update_indexes;
-
-		ExecStoreVirtualTuple(out);
-		simple_table_tuple_update(r->rel, &first, out, r->estate->es_snapshot,
-								  &update_indexes);
-		if (update_indexes)
-			ExecInsertIndexTuples(r->rri, out, r->estate, false, false, NULL, NIL);
-	}
+		update_state(r, &first, out);
 	else
 		insert_state(r, out);
 	MemoryContextReset(r->call->cxt);

@@ -14,15 +14,18 @@
  * COPY into an ordinary foreign table goes row by row through the executor
  * (a slot, ExecForeignInsert) after every value went through fmgr; for a
  * stream, whose rows only pass through, that was most of the cost of a
- * load.  The statement is checked as DoCopy checks it (file and program
- * roles, INSERT on the columns, row-level security, read-only
- * transactions) and reads the same way: errors carry COPY's own context
- * ("COPY bids, line 3, column price: ...") and pg_stat_progress_copy counts
- * the rows.
+ * load.  The statement is checked as PostgreSQL 15's DoCopy checks it
+ * (file and program roles, INSERT on the columns, row-level security,
+ * read-only transactions; check_copy_from mirrors it) and read the same way
+ * (copy_rows mirrors NextCopyFrom's text path): errors carry COPY's own
+ * context ("COPY bids, line 3, column price: ...") and
+ * pg_stat_progress_copy counts the rows.  A new major version of
+ * PostgreSQL means reading both against it again.
  *
- * What this path does not do is left to PostgreSQL's CopyFrom, on the same
- * reader: binary format, a WHERE clause, FREEZE, triggers on the stream,
- * column defaults or generated columns, a stream attached as a partition.
+ * What this path does not do is left to PostgreSQL: a WHERE clause to
+ * DoCopy, and to CopyFrom on the same reader the binary format, FREEZE,
+ * triggers on the stream, column defaults or generated columns, a stream
+ * attached as a partition.
  *
  * The statement does not go on down the ProcessUtility hook chain: modules
  * that watch utility statements (pg_stat_statements, pgaudit) see COPY
@@ -112,8 +115,8 @@ check_copy_from(ParseState *pstate, CopyStmt *stmt, Relation rel)
 static bool
 direct_copy(CopyFromState cstate, Relation rel)
 {
-	return !cstate->opts.binary && !cstate->opts.freeze &&
-		cstate->whereClause == NULL && cstate->num_defaults == 0 &&
+	/* (a WHERE clause never gets here: see sp_copy_into_stream) */
+	return !cstate->opts.binary && !cstate->opts.freeze && cstate->num_defaults == 0 &&
 		rel->trigdesc == NULL && RelationGetDescr(rel)->constr == NULL &&
 		!rel->rd_rel->relispartition;	/* CopyFrom checks the bound */
 }

@@ -750,7 +750,8 @@ row_window_end(SpViewShape *shape)
 bool
 sp_view_late_rule(SpViewShape *shape, SpLateRule *rule)
 {
-	FuncExpr   *f = (FuncExpr *) ((SpKey *) list_nth(shape->keys, shape->window_key))->expr;
+	/* (classify_window_key takes only a call of a window function) */
+	FuncExpr   *f = castNode(FuncExpr, ((SpKey *) list_nth(shape->keys, shape->window_key))->expr);
 
 	rule->align_us = 0;
 	rule->gap_us = 0;
@@ -765,8 +766,6 @@ sp_view_late_rule(SpViewShape *shape, SpLateRule *rule)
 			rule->align_us = sp_window_usecs(shape->window_slide, "window slide");
 			return true;
 		case SP_WINDOW_TUMBLE:
-			if (!IsA(f, FuncExpr))
-				return false;
 			if (list_length(f->args) > 2)
 			{
 				Const	   *origin = (Const *) lthird(f->args);
