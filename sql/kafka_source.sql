@@ -105,9 +105,13 @@ SELECT w, auction, n, total, top FROM bid_totals WHERE auction = 100;
 
 -- a late bid in one batch with a bid in an open window (watermark 10:00:25):
 -- the batch's least event time must make the source look for late rows
+-- (produced while the source is stopped, so that they come in one batch)
+SELECT streamproc.stop_source('bids_src');
+SELECT wait_for($$(SELECT workers = 0 FROM streamproc.sources WHERE name = 'bids_src')$$);
 SELECT count(streamproc.kafka_produce(:'brokers', 'bids_json',
          json_build_object('auction', 101, 'price', 7, 'ts', t)::text, '101', 0))
   FROM unnest(ARRAY['2026-01-01 10:00:21+00', '2026-01-01 10:00:05+00']) AS t;
+SELECT streamproc.start_source('bids_src');
 SELECT wait_for($$(SELECT count(*) = 2 FROM streamproc.late_rows WHERE "row" ->> 'auction' = '101')$$);
 SELECT view, "row" ->> 'ts' AS ts, watermark FROM streamproc.late_rows
  WHERE "row" ->> 'auction' = '101' ORDER BY view::text;

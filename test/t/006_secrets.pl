@@ -488,9 +488,7 @@ wait_for_log_count($node,
     'pg_down: three failed connections to the stopped upstream in the log');
 
 # Kafka
-# (librdkafka goes on trying, every ten seconds at most, but the worker is
-# stuck in rd_kafka_query_watermark_offsets(), see below, and passes on
-# only the first failure)
+# (librdkafka goes on trying, and logs a failure that repeats only once)
 wait_for_log_count($node, qr/LOG: .*streamproc source "k_down": librdkafka FAIL: .*Connection refused/, 1,
     'k_down: librdkafka logs the refused connection to cluster A');
 for my $k ([ 'k_port', 'port_t' ], [ 'k_sasl', 'sasl_t' ], [ 'k_ssl', 'ssl_t' ], [ 'k_oauth', 'oauth_t' ])
