@@ -321,12 +321,12 @@ done
 PG_VERSION=$(psql_val 'SHOW server_version')
 AVG_ROW=$((CSV_BYTES / ROWS))
 
-# rows/s per variant: best and median over the runs that completed the load.
+# rows/s per variant: best and median over the runs whose check passed.
 stats() {  # variant -> "best median runs_ok runs wal_mb_median check"
     psql_val "
         SELECT concat_ws(' ',
-               coalesce(round(max(rows / secs))::text, '-'),
-               coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY rows / secs))::text, '-'),
+               coalesce(round(max(rows / secs) FILTER (WHERE ok))::text, '-'),
+               coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY rows / secs) FILTER (WHERE ok))::text, '-'),
                count(*) FILTER (WHERE ok), count(*),
                coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY wal_bytes) / 1048576)::text, '-'),
                CASE WHEN count(*) = 0 THEN 'not-run'

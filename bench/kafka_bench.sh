@@ -873,7 +873,7 @@ CPU_MODEL=$(cpu_model)
 RDKAFKA=$(rdkafka_version)
 CMD=$(command_line bench/kafka_bench.sh BENCH_EVENTS BENCH_RUNS BENCH_VIEWS BENCH_PARALLELISM BENCH_NOVIEW BENCH_BATCH_SIZE \
           BENCH_BATCH_TIMEOUT BENCH_SOURCE_OPTIONS BENCH_TUNED_OPTIONS BENCH_PARTITIONS BENCH_FRESH_RATES BENCH_FRESH_SECONDS \
-          BENCH_FRESH_POLL_MS BENCH_FRESH_WARMUP BENCH_MEMORY_EVENTS BENCH_MEMORY_VIEWS BENCH_MEMORY_PARTITIONS \
+          BENCH_FRESH_PARALLELISM BENCH_FRESH_POLL_MS BENCH_FRESH_WARMUP BENCH_MEMORY_EVENTS BENCH_MEMORY_VIEWS BENCH_MEMORY_PARTITIONS \
           BENCH_MEMORY_INTERVAL BENCH_PG_CONF BENCH_PERF BENCH_RUN_TIMEOUT)
 AVG_BYTES=$(fdiv "$MAIN_TOPIC_BYTES" "$EVENTS" %.0f)
 USED_VIEWS=" "     # the views the report shows the definition of
@@ -905,9 +905,9 @@ mkdir -p "$(dirname "$OUT")"
     echo "| --- | ---: | ---: | ---: | --- |"
     for v in "${VARIANTS[@]}"; do
         read -r med best < <(stat_of "$v" EPS)
-        ratio=$(fdiv "$med" "$RAW_MED" %.3f)
+        ratio=$(ratio "$med" "$RAW_MED")
         [[ $v == "$RAWV" ]] && ratio=1
-        [[ $ratio != n/a && $v != "$RAWV" ]] && ratio="$ratio (1 / $(fdiv "$RAW_MED" "$med" %.0f))"
+        [[ $ratio != n/a && $v != "$RAWV" ]] && ratio="$ratio (1 / $(ratio "$RAW_MED" "$med" %.0f))"
         printf '| %s | %s | %s | %s | %s |\n' "$v" "$(commas "${med%.*}")" "$(commas "${best%.*}")" "$ratio" "$(checks_of "$v")"
     done
     echo
