@@ -21,7 +21,8 @@ use Time::HiRes qw(usleep time);
 
 use Exporter 'import';
 our @EXPORT = qw(bidgen_produce bidgen_start bidgen_running bidgen_finish bidgen_print wait_until log_since
-  streamproc_node create_kill_applying_worker crash_source_node only_our_crashes);
+  streamproc_node create_kill_applying_worker crash_source_node only_our_crashes
+  committed_messages view_against_query);
 
 my $MOCK_KAFKA = $ENV{MOCK_KAFKA} // 'test/kafka/mock_kafka';
 my $BIDGEN     = $ENV{BIDGEN}     // 'bench/kafka/bidgen';
@@ -303,6 +304,28 @@ sub crash_source_node
         qr/terminated by signal 9.*all server processes terminated; reinitializing.*ready to accept connections/s,
         $log_offset);
     return $caught ? 'in a batch' : 'at random';
+}
+
+# The messages the Kafka sources of $node's database postgres have
+# committed: rows and dead letters, over every partition.
+sub committed_messages
+{
+    my ($node) = @_;
+    return $node->safe_psql('postgres',
+        q{SELECT coalesce(sum(rows_in) + sum(dead_letters), 0) FROM streamproc.source_partitions});
+}
+
+# The rows $view (a relation, or a parenthesized query with an alias) lacks
+# and has in excess against $query (EXCEPT ALL both ways), in database
+# postgres of $node: "missing|extra"; with nonempty => 1, "|t" follows if
+# the view has rows.
+sub view_against_query
+{
+    my ($node, $view, $query, %args) = @_;
+    return $node->safe_psql('postgres', qq{
+        SELECT (SELECT count(*) FROM (SELECT * FROM $view EXCEPT ALL $query) a),
+               (SELECT count(*) FROM ($query EXCEPT ALL SELECT * FROM $view) b)}
+          . ($args{nonempty} ? qq{, (SELECT count(*) FROM $view) > 0} : ''));
 }
 
 # Tests: the crashes in $node's log were ours only (SIGKILL, never another

@@ -173,13 +173,6 @@ my $bg = bidgen_start(brokers => $brokers, topic => 'bids', partitions => 4,
                       count => $BACKGROUND, seed => 1000, rate => 800);
 push @chunks, [ 1000, $BACKGROUND ];
 
-# rows the source has committed (applied or set aside)
-sub committed
-{
-    return $node->safe_psql('postgres',
-        q{SELECT coalesce(sum(rows_in) + sum(dead_letters), 0) FROM streamproc.source_partitions});
-}
-
 # kill_applying_worker(seconds): SIGKILLs a worker caught applying a batch
 # (see StreamprocKafka.pm)
 create_kill_applying_worker($node);
@@ -200,7 +193,7 @@ my ($kills, $in_batch, $stops, $while_producing, $while_bad) = (0, 0, 0, 0, 0);
 
 for my $round (1 .. $ROUNDS)
 {
-    my $before = committed();
+    my $before = committed_messages($node);
     my $chunk = bidgen_start(brokers => $brokers, topic => 'bids', partitions => 4,
                              count => $CHUNK, seed => $round, rate => 10_000);
     push @chunks, [ $round, $CHUNK ];
@@ -341,19 +334,12 @@ $node->safe_psql('postgres', qq{
 });
 is($node->safe_psql('postgres', 'SELECT count(*) FROM bids_ref'), $produced, 'reference table has every bid');
 
-# missing|extra rows of a view compared with the plain query
-sub compare
-{
-    my ($view, $query) = @_;
-    return $node->safe_psql('postgres', qq{
-        SELECT (SELECT count(*) FROM (SELECT * FROM $view EXCEPT ALL $query) a),
-               (SELECT count(*) FROM ($query EXCEPT ALL SELECT * FROM $view) b)});
-}
-is(compare('(SELECT auction, window_start, bids, total, max_price FROM bids_10s) v',
+# each view against the plain query over the bids produced
+is(view_against_query($node, '(SELECT auction, window_start, bids, total, max_price FROM bids_10s) v',
            q{SELECT auction, date_bin('10 seconds', date_time, 'epoch'), count(*), sum(price), max(price)
                FROM bids_ref GROUP BY 1, 2}),
    '0|0', 'bids_10s equals the GROUP BY over the bids produced');
-is(compare('(SELECT channel, bids, total, inverse FROM bids_by_channel) v',
+is(view_against_query($node, '(SELECT channel, bids, total, inverse FROM bids_by_channel) v',
            q{SELECT channel, count(*), sum(price), sum(1000000 / price) FROM bids_ref GROUP BY 1}),
    '0|0', 'bids_by_channel equals the GROUP BY over the bids produced');
 is($node->safe_psql('postgres', q{SELECT (SELECT sum(bids) FROM bids_10s), (SELECT sum(bids) FROM bids_by_channel)}),
