@@ -1295,6 +1295,13 @@ sp_apply_batch(SpBatch *batch)
 		PopActiveSnapshot();
 }
 
+/*
+ * Can every view of the stream take rows back (a CDC source is being
+ * created)?  Raises the error naming the first that cannot.  The stream's
+ * lock, the one create_view takes, is held until the caller commits: no
+ * view appears meanwhile, and writers to the stream (INSERT, COPY, other
+ * sources' batches) wait for that commit too.
+ */
 void
 sp_check_stream_retractable(Oid stream)
 {
